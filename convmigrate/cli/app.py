@@ -1,0 +1,42 @@
+"""The `convmigrate` app: it only assembles the commands, one module each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from convmigrate import __version__
+from convmigrate.cli import convert, inspect
+
+app = typer.Typer(
+    name="convmigrate",
+    help="Move Conv1d-heavy model weights between PyTorch and MindSpore, and prove the port numerically.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"convmigrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """convmigrate: PyTorch <-> MindSpore checkpoints, Conv1d-aware, numerically verified."""
+
+
+app.command("inspect")(inspect.inspect_command)
+app.command("convert")(convert.convert_command)
+
+
+def main() -> None:
+    app()

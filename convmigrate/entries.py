@@ -1,0 +1,147 @@
+"""The one in-memory model of a checkpoint, shared by every format.
+
+A checkpoint is an ordered list of named entries. A `TensorEntry` is a lazy handle: name, dtype,
+shape and a way to reach its raw bytes (little-endian, C order) that readers implement with
+memory maps, so nothing is read until a writer asks for it, one tensor at a time. A `ValueEntry`
+is a plain Python value (MindSpore `str` entries, scalars kept in torch checkpoints).
+
+Reshaping a contiguous tensor changes its shape record, not its bytes: `with_shape` shares the
+byte source of the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Union
+
+import numpy as np
+
+from convmigrate.vocab import DType, Format
+
+# A byte source yields the tensor's raw bytes as one or more consecutive buffers. Most readers
+# yield one memory-mapped buffer; a MindSpore tensor split over several values yields each part.
+ChunkSource = Callable[[], Iterable[memoryview]]
+
+# Writers copy in pieces of this size so a huge tensor never needs a second copy in memory.
+COPY_PIECE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """A named tensor whose bytes are read only when asked for.
+
+    Example:
+        >>> entry = TensorEntry.from_array("conv.weight", np.zeros((8, 4, 3), np.float32))
+        >>> entry.with_shape((8, 4, 1, 3)).shape
+        (8, 4, 1, 3)
+    """
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    source: ChunkSource = field(repr=False, compare=False)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+    def chunks(self) -> Iterator[memoryview]:
+        """The raw bytes in order, as buffers of at most COPY_PIECE_BYTES, never copied."""
+        for buffer in self.source():
+            view = memoryview(buffer).cast("B")
+            for start in range(0, len(view), COPY_PIECE_BYTES):
+                yield view[start : start + COPY_PIECE_BYTES]
+
+    def raw_bytes(self) -> bytes:
+        """All bytes as one `bytes` object (a copy: for small tensors and tests)."""
+        return b"".join(bytes(c) for c in self.chunks())
+
+    def array(self) -> np.ndarray:
+        """The tensor as a NumPy array of `dtype.numpy` (bfloat16 as its uint16 bits).
+
+        Zero-copy when the source is one buffer (a read-only view of the memory map).
+        """
+        buffers = list(self.source())
+        if len(buffers) == 1:
+            flat = np.frombuffer(buffers[0], dtype=self.dtype.numpy, count=self.numel)
+        else:
+            flat = np.frombuffer(b"".join(bytes(b) for b in buffers), dtype=self.dtype.numpy)
+        return flat.reshape(self.shape)
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the raw little-endian C-order bytes: equal across formats."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def with_shape(self, shape: Sequence[int]) -> "TensorEntry":
+        """The same bytes under another shape with the same number of elements (no copy)."""
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != self.numel:
+            raise ValueError(f"{self.name}: cannot view {self.shape} as {shape}")
+        return replace(self, shape=shape)
+
+    def renamed(self, name: str) -> "TensorEntry":
+        return replace(self, name=name)
+
+    @classmethod
+    def from_array(cls, name: str, array: np.ndarray, dtype: DType | None = None) -> "TensorEntry":
+        """Wrap an in-memory array (used for computed tensors, e.g. folded weight norm)."""
+        from convmigrate.vocab import DTYPES
+
+        if dtype is None:
+            matches = [d for d in DTYPES.values() if d.numpy == array.dtype.newbyteorder("<")]
+            if array.dtype == np.uint16:
+                matches = [DTYPES["uint16"]]
+            if not matches:
+                raise ValueError(f"{name}: no dtype for NumPy {array.dtype}")
+            dtype = matches[0]
+        data = np.ascontiguousarray(array, dtype=dtype.numpy)
+        return cls(name, dtype, tuple(data.shape), lambda: (memoryview(data).cast("B"),))
+
+
+@dataclass(frozen=True)
+class ValueEntry:
+    """A named plain value: a str, int, float or bool stored beside the tensors."""
+
+    name: str
+    value: Union[str, int, float, bool]
+
+
+Entry = Union[TensorEntry, ValueEntry]
+
+
+@dataclass
+class Checkpoint:
+    """An opened checkpoint: format, ordered entries (lazy), metadata and reader notes.
+
+    `notes` records what the reader decided on the user's behalf (e.g. "state dict found under
+    'model'"), so the CLI can report it. `close` releases memory maps and open files.
+    """
+
+    format: Format
+    entries: list[Entry]
+    metadata: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def tensors(self) -> list[TensorEntry]:
+        return [e for e in self.entries if isinstance(e, TensorEntry)]
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

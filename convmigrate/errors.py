@@ -1,0 +1,51 @@
+"""Typed errors, written to be shown to the user as one line.
+
+Library code raises these and never prints. The CLI maps each type to an exit code in one place
+(`cli/_errors.py`): 2 for bad usage or an unreadable input, 1 for a result that failed a check.
+Every message says what is wrong and, where it can, what to do next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ConvmigrateError(Exception):
+    """Base of every error the tool reports without a traceback."""
+
+    exit_code = 2
+
+
+class UsageError(ConvmigrateError):
+    """The command was asked for something it cannot do (bad option, bad output path...)."""
+
+
+class UnreadableCheckpointError(ConvmigrateError):
+    """A file is not a checkpoint we can read, or it is damaged."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class UnsafePickleError(UnreadableCheckpointError):
+    """Loading the file would execute arbitrary pickle code."""
+
+
+class OutputExistsError(UsageError):
+    """The output path exists and --force was not given."""
+
+
+class WriteError(ConvmigrateError):
+    """Writing the output failed; the previous file at the output path is left intact."""
+
+
+class PlanError(ConvmigrateError):
+    """The migration cannot be planned: a tensor cannot be placed, or a rule is invalid."""
+
+
+class CheckFailedError(ConvmigrateError):
+    """The result failed a check (verification, --strict). Exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,136 @@
+"""The project's vocabulary: dtypes, file formats and weight layouts, spelled once.
+
+Every other module imports these names instead of spelling strings again. The dtype table is
+the single place that knows how PyTorch, NumPy, safetensors and MindSpore name the same
+element type, so a tensor crosses formats without its bytes ever being reinterpreted.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DType:
+    """One element type and its name in every format we read or write.
+
+    `numpy` is the dtype NumPy stores the raw bytes in. bfloat16 has no NumPy dtype, so its
+    bits are carried as uint16 and converted to float32 only for arithmetic (see `to_float32`).
+    """
+
+    name: str  # PyTorch's spelling without "torch.": the canonical name in reports and JSON
+    numpy: np.dtype
+    mindspore: str  # TensorProto.tensor_type in a MindSpore .ckpt
+    safetensors: str  # dtype code in a safetensors header
+    torch_storage: str | None  # legacy typed storage class torch.save pickles (None: not picklable)
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    @property
+    def is_floating(self) -> bool:
+        return self.name in ("float16", "bfloat16", "float32", "float64")
+
+    def to_float32(self, array: np.ndarray) -> np.ndarray:
+        """The values of `array` (stored as this dtype) as float32 (float64 stays float64)."""
+        if self.name == "bfloat16":
+            # bfloat16 is the upper half of a float32: shift the bits back into place.
+            return (array.astype(np.uint32) << 16).view(np.float32)
+        if self.name == "float64":
+            return array
+        return array.astype(np.float32)
+
+    def from_float32(self, array: np.ndarray) -> np.ndarray:
+        """Round float values to this dtype (round-to-nearest-even for bfloat16, like torch)."""
+        if self.name == "bfloat16":
+            bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+            rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
+            rounded = ((bits + rounding) >> 16).astype(np.uint16)
+            nan = np.isnan(array)
+            return np.where(nan, np.uint16(0x7FC0), rounded)
+        return array.astype(self.numpy)
+
+
+# name, numpy, MindSpore tensor_type, safetensors code, torch legacy storage class
+_DTYPE_TABLE: tuple[tuple[str, str, str, str, str | None], ...] = (
+    ("float16", "<f2", "Float16", "F16", "HalfStorage"),
+    ("bfloat16", "<u2", "BFloat16", "BF16", "BFloat16Storage"),
+    ("float32", "<f4", "Float32", "F32", "FloatStorage"),
+    ("float64", "<f8", "Float64", "F64", "DoubleStorage"),
+    ("int8", "<i1", "Int8", "I8", "CharStorage"),
+    ("int16", "<i2", "Int16", "I16", "ShortStorage"),
+    ("int32", "<i4", "Int32", "I32", "IntStorage"),
+    ("int64", "<i8", "Int64", "I64", "LongStorage"),
+    ("uint8", "<u1", "UInt8", "U8", "ByteStorage"),
+    ("uint16", "<u2", "UInt16", "U16", None),
+    ("uint32", "<u4", "UInt32", "U32", None),
+    ("uint64", "<u8", "UInt64", "U64", None),
+    ("bool", "|b1", "Bool", "BOOL", "BoolStorage"),
+)
+
+DTYPES: dict[str, DType] = {
+    name: DType(name, np.dtype(np_code), ms, st, storage)
+    for name, np_code, ms, st, storage in _DTYPE_TABLE
+}
+BY_MINDSPORE: dict[str, DType] = {d.mindspore: d for d in DTYPES.values()}
+BY_SAFETENSORS: dict[str, DType] = {d.safetensors: d for d in DTYPES.values()}
+BY_TORCH_STORAGE: dict[str, DType] = {
+    d.torch_storage: d for d in DTYPES.values() if d.torch_storage is not None
+}
+
+
+def dtype_named(name: str) -> DType:
+    """The DType called `name` in PyTorch's spelling ("float32", "torch.float32" also works)."""
+    key = name.removeprefix("torch.")
+    aliases = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}
+    key = aliases.get(key, key)
+    if key not in DTYPES:
+        raise KeyError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
+class Format(str, enum.Enum):
+    """A checkpoint file format. The value is what `--format` and `inspect --json` say."""
+
+    TORCH = "pt"  # torch.save: zip (PyTorch >= 1.6) or legacy pickle
+    SAFETENSORS = "safetensors"  # plain safetensors (single file or a sharded index)
+    CKPT = "ckpt"  # MindSpore protobuf checkpoint (mindspore.save_checkpoint)
+    MS_SAFETENSORS = "ms-safetensors"  # safetensors with metadata {"format": "ms"}
+
+    @property
+    def extension(self) -> str:
+        return {"pt": ".pt", "safetensors": ".safetensors", "ckpt": ".ckpt", "ms-safetensors": ".safetensors"}[
+            self.value
+        ]
+
+
+# The output extension decides the format when --format is not given.
+FORMAT_BY_EXTENSION: dict[str, Format] = {
+    ".pt": Format.TORCH,
+    ".pth": Format.TORCH,
+    ".bin": Format.TORCH,
+    ".safetensors": Format.SAFETENSORS,
+    ".ckpt": Format.CKPT,
+}
+
+
+class Framework(str, enum.Enum):
+    """Whose layout and parameter names a checkpoint follows."""
+
+    TORCH = "torch"
+    MINDSPORE = "mindspore"
+
+
+class Layout(str, enum.Enum):
+    """MindSpore's two Conv1d layer families, which store weights differently."""
+
+    NN = "nn"  # mindspore.nn.Conv1d: weight (C_out, C_in/group, 1, K), gamma/beta norm names
+    MINT = "mint"  # mindspore.mint.nn.Conv1d: PyTorch's names and (C_out, C_in/groups, K)
+
+
+# MindSpore's save_checkpoint writes a tensor larger than this as several same-tag values.
+MINDSPORE_SPLIT_BYTES = 512 * 1024 * 1024
