@@ -1,0 +1,415 @@
+"""MindSpore `.ckpt` files, read and written by hand, streaming and bit-exact.
+
+A `.ckpt` is protobuf (proto2), but we never need the protobuf library or MindSpore: the
+schema is three tiny messages, and walking them ourselves lets us memory-map the file and
+hand out each tensor's bytes as a zero-copy slice instead of parsing the whole file into
+memory (MindSpore's own loader reads it all and is capped at 2 GB by protobuf).
+
+    Checkpoint  { repeated Value value = 1; }
+    Value       { required string tag = 1; TensorProto tensor = 2; MapTensorProto maptensor = 3; }
+    TensorProto { repeated int64 dims = 1; required string tensor_type = 2;
+                  required bytes tensor_content = 3; }
+
+save_checkpoint writes one `value` field per tensor; the file is their concatenation (which
+is itself one Checkpoint message). A Float32 tensor "w" of shape (3,):
+
+    0A 1E | 0A 01 'w' | 12 19 | 08 03 | 12 07 'Float32' | 1A 0C <12 content bytes>
+    value   tag         tensor  dims    tensor_type      tensor_content
+    (key, varint length, payload; key = field_number << 3 | wire_type)
+
+Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
+- A tensor over 512 MiB is written as several consecutive Values with the same tag and the
+  full dims; its raw bytes are cut into 512 MiB pieces (the last one shorter). The reader
+  joins consecutive same-tag contents.
+- `crc_check=True` appends b"crc_num" + CRC-32 of all bytes before it, 10 bytes big-endian.
+- Scalars have no dims (MindSpore 1.x wrote dims [0]; its loader still maps [0] to a scalar).
+- `str` values: tensor_type "str", dims [0], content UTF-32-LE as NumPy's 'U' dtype stores
+  it (an empty string is 4 NUL bytes; trailing NULs are dropped when read).
+- Python int / float / bool values become Int64 / Float32 / Bool scalars. We write floats as
+  Float64 instead, so the value survives exactly; MindSpore loads either.
+- save_checkpoint([]) writes an empty file (or only the CRC tail), and silently drops
+  zero-size tensors; we write those as one Value with empty content, which MindSpore loads.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import numpy as np
+
+from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.errors import UnreadableCheckpointError, WriteError
+from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
+from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
+
+# Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
+VARINT, LEN = 0, 2
+MAX_VARINT_BYTES = 10
+# Field numbers: Checkpoint.value; Value.tag/tensor/maptensor; TensorProto.dims/type/content.
+VALUE = 1
+TAG, TENSOR, MAPTENSOR = 1, 2, 3
+DIMS, TENSOR_TYPE, CONTENT = 1, 2, 3
+
+CRC_TAIL_BYTES = len(CRC_TAIL_MARK) + 10
+STR_TYPE = "str"
+# Plain Python values stored as 0-d tensors (bool first: it is a subclass of int).
+VALUE_DTYPES: tuple[tuple[type, DType], ...] = (
+    (bool, DTYPES["bool"]),
+    (int, DTYPES["int64"]),
+    (float, DTYPES["float64"]),
+)
+
+
+def _key(number: int, wire: int) -> bytes:
+    return bytes([number << 3 | wire])
+
+
+def _varint(number: int) -> bytes:
+    """Protobuf's base-128 varint: 7 bits a byte, low bits first, high bit = more follow."""
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _len_prefix(number: int, length: int) -> bytes:
+    """The key and length of a length-delimited field whose payload follows."""
+    return _key(number, LEN) + _varint(length)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Value:
+    """One serialized Value: a whole tensor, or one piece of a split tensor."""
+
+    offset: int
+    tag: str | None = None
+    dims: list[int] = field(default_factory=list)
+    tensor_type: str | None = None
+    content: tuple[int, int] | None = None  # byte range of tensor_content in the file
+
+
+class _Walker:
+    """Walks the protobuf fields of a memory-mapped .ckpt, failing with one clear line."""
+
+    def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int) -> None:
+        self.path, self.data, self.view, self.end = path, data, view, end
+
+    def fail(self, at: int, problem: str) -> NoReturn:
+        raise UnreadableCheckpointError(self.path, f"{problem} (at byte {at}); the file is damaged")
+
+    def varint(self, pos: int, end: int) -> tuple[int, int]:
+        """The varint at `pos` and the position after it."""
+        result = 0
+        for index in range(pos, min(end, pos + MAX_VARINT_BYTES)):
+            byte = self.data[index]
+            result |= (byte & 0x7F) << (7 * (index - pos))
+            if not byte & 0x80:
+                return result & (1 << 64) - 1, index + 1
+        if end - pos < MAX_VARINT_BYTES:
+            self.fail(pos, "truncated: a number runs past the end of its message")
+        self.fail(pos, f"bad varint: longer than {MAX_VARINT_BYTES} bytes")
+
+    def fields(self, start: int, end: int, message: str) -> Iterator[tuple[int, int, object, int]]:
+        """(field number, wire type, value or payload range, offset) for each field."""
+        pos = start
+        while pos < end:
+            at = pos
+            key, pos = self.varint(pos, end)
+            number, wire = key >> 3, key & 7
+            if wire == VARINT:
+                value, pos = self.varint(pos, end)
+            elif wire == LEN:
+                length, pos = self.varint(pos, end)
+                if length > end - pos:
+                    self.fail(at, f"truncated: a {message} field needs {length} bytes, only {end - pos} remain")
+                value, pos = (pos, pos + length), pos + length
+            else:
+                self.unexpected(number, wire, at, message)
+            yield number, wire, value, at
+
+    def unexpected(self, number: int, wire: int, at: int, message: str) -> NoReturn:
+        self.fail(at, f"field {number} with wire type {wire} cannot belong to a checkpoint {message}")
+
+    def text(self, span: tuple[int, int], at: int, what: str) -> str:
+        try:
+            return self.data[span[0] : span[1]].decode("utf-8")
+        except UnicodeDecodeError:
+            self.fail(at, f"the {what} is not valid UTF-8")
+
+    def values(self) -> list[_Value]:
+        if self.end and not _looks_like_ckpt(self.data[: min(64, self.end)]):
+            raise UnreadableCheckpointError(
+                self.path,
+                "does not start like a protobuf MindSpore checkpoint; if it was saved with enc_key it is "
+                "encrypted: load it with mindspore.load_checkpoint(path, dec_key=...) and save it again "
+                "without enc_key",
+            )
+        values = []
+        for number, wire, span, at in self.fields(0, self.end, "file"):
+            if (number, wire) != (VALUE, LEN):
+                self.unexpected(number, wire, at, "file")
+            values.append(self.value(span, at))
+        return values
+
+    def value(self, span: tuple[int, int], at: int) -> _Value:
+        record = _Value(at)
+        for number, wire, item, field_at in self.fields(*span, "Value"):
+            if (number, wire) == (TAG, LEN):
+                record.tag = self.text(item, field_at, "tag (tensor name)")
+            elif (number, wire) == (TENSOR, LEN):
+                self.tensor(item, record)
+            elif (number, wire) == (MAPTENSOR, LEN):
+                self.fail(field_at, "holds a MapParameter (maptensor), which convmigrate cannot read")
+            else:
+                self.unexpected(number, wire, field_at, "Value")
+        if record.tag is None:
+            self.fail(at, "a value has no tag (tensor name)")
+        if record.tensor_type is None or record.content is None:
+            self.fail(at, f"value {record.tag!r} has no tensor_type or no tensor_content")
+        return record
+
+    def tensor(self, span: tuple[int, int], record: _Value) -> None:
+        """Fill `record` from a TensorProto (merging, as protobuf does if one appears twice)."""
+        for number, wire, item, at in self.fields(*span, "TensorProto"):
+            if (number, wire) == (DIMS, VARINT):
+                record.dims.append(_int64(item))
+            elif (number, wire) == (DIMS, LEN):  # packed encoding: legal protobuf, never written
+                pos = item[0]
+                while pos < item[1]:
+                    dim, pos = self.varint(pos, item[1])
+                    record.dims.append(_int64(dim))
+            elif (number, wire) == (TENSOR_TYPE, LEN):
+                record.tensor_type = self.text(item, at, "tensor_type")
+            elif (number, wire) == (CONTENT, LEN):
+                record.content = item
+            else:
+                self.unexpected(number, wire, at, "TensorProto")
+
+    def entries(self) -> list[Entry]:
+        """Group consecutive same-tag values (one split tensor) into entries, in file order."""
+        groups: list[list[_Value]] = []
+        first_seen: dict[str, int] = {}
+        for value in self.values():
+            if groups and groups[-1][0].tag == value.tag:
+                groups[-1].append(value)
+                continue
+            if value.tag in first_seen:
+                self.fail(
+                    value.offset,
+                    f"tag {value.tag!r} appears again after other values (first at byte "
+                    f"{first_seen[value.tag]}); the parts of a split tensor must be adjacent",
+                )
+            first_seen[value.tag] = value.offset
+            groups.append([value])
+        return [self.entry(parts) for parts in groups]
+
+    def entry(self, parts: list[_Value]) -> Entry:
+        first = parts[0]
+        tag, tensor_type = first.tag, first.tensor_type
+        for part in parts[1:]:
+            if (part.dims, part.tensor_type) != (first.dims, tensor_type):
+                self.fail(part.offset, f"the parts of split tensor {tag!r} disagree on dims or tensor_type")
+        spans = [part.content for part in parts]
+        size = sum(stop - start for start, stop in spans)
+        if tensor_type == STR_TYPE:
+            return ValueEntry(tag, self.utf32(spans, first.offset, tag))
+        dtype = BY_MINDSPORE.get(tensor_type)
+        if dtype is None:
+            known = ", ".join([*BY_MINDSPORE, STR_TYPE])
+            self.fail(first.offset, f"tensor {tag!r} has tensor_type {tensor_type!r}, which convmigrate cannot read (known: {known})")
+        if any(dim < 0 for dim in first.dims):
+            self.fail(first.offset, f"tensor {tag!r} has a negative dimension in dims {first.dims}")
+        shape = tuple(first.dims)
+        if shape == (0,) and size == dtype.itemsize:
+            shape = ()  # MindSpore 1.x wrote scalars with dims [0]; its loader still reads them so
+        needed = math.prod(shape) * dtype.itemsize
+        if needed > len(self.data):
+            self.fail(first.offset, f"tensor {tag!r}: dims {first.dims} of {tensor_type} would need {needed} bytes, more than the whole file")
+        if needed != size:
+            self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but dims {first.dims} of {tensor_type} need {needed}")
+        view = self.view
+        return TensorEntry(tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans))
+
+    def utf32(self, spans: list[tuple[int, int]], at: int, tag: str) -> str:
+        """A `str` value as MindSpore returns it: NumPy 'U' (UTF-32-LE), trailing NULs dropped."""
+        raw = b"".join(self.data[start:stop] for start, stop in spans)
+        try:
+            return raw.decode("utf-32-le").rstrip("\x00")
+        except UnicodeDecodeError:
+            self.fail(at, f"str value {tag!r} is not UTF-32 text ({len(raw)} bytes)")
+
+
+def _int64(value: int) -> int:
+    """A varint's 64 bits read as a signed int64 (negative numbers take all ten bytes)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _end_without_crc(path: Path, view: memoryview) -> int:
+    """Where the protobuf ends: before a verified CRC tail, or at the end of the file.
+
+    Like MindSpore's loader, a file whose bytes [-17:-10] are b"crc_num" has a tail.
+    """
+    size = len(view)
+    end = size - CRC_TAIL_BYTES
+    if end < 0 or view[end : end + len(CRC_TAIL_MARK)] != CRC_TAIL_MARK:
+        return size
+    stored = int.from_bytes(view[end + len(CRC_TAIL_MARK) :], "big")
+    computed = zlib.crc32(view[:end])
+    if computed != stored:
+        raise UnreadableCheckpointError(
+            path, f"the CRC does not match (stored {stored:#010x}, computed {computed:#010x}): the file is damaged"
+        )
+    return end
+
+
+def read_ckpt(path: Path) -> Checkpoint:
+    """Open a MindSpore .ckpt lazily: each tensor's bytes are zero-copy slices of a memory map.
+
+    Raises UnreadableCheckpointError naming the problem for a damaged or foreign file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:  # mmap refuses empty files
+                return Checkpoint(Format.CKPT, [])
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    view = memoryview(data)
+
+    def close() -> None:
+        view.release()
+        try:
+            data.close()
+        except BufferError:
+            pass  # a caller still holds a tensor's slice; the map is unmapped when it is freed
+
+    try:
+        entries = _Walker(path, data, view, _end_without_crc(path, view)).entries()
+    except BaseException:
+        close()
+        raise
+    return Checkpoint(Format.CKPT, entries, _closers=[close])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _value_header(tag: bytes, dims: Sequence[int], tensor_type: bytes, content_length: int) -> bytes:
+    """One serialized Value up to its tensor_content, byte for byte as protobuf writes it.
+
+    The content follows unchanged, so only its length is needed up front.
+    """
+    tensor = b"".join(_key(DIMS, VARINT) + _varint(dim) for dim in dims)
+    tensor += _len_prefix(TENSOR_TYPE, len(tensor_type)) + tensor_type + _len_prefix(CONTENT, content_length)
+    value = _len_prefix(TAG, len(tag)) + tag + _len_prefix(TENSOR, len(tensor) + content_length) + tensor
+    return _len_prefix(VALUE, len(value) + content_length) + value
+
+
+class _Output:
+    """The stream plus the running CRC-32 of everything written, for MindSpore's tail."""
+
+    def __init__(self, stream: BinaryIO, crc: bool) -> None:
+        self.stream, self.with_crc, self.crc = stream, crc, 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.stream.write(data)
+        if self.with_crc:
+            self.crc = zlib.crc32(data, self.crc)
+
+
+def _encode_value(entry: ValueEntry) -> tuple[list[int], str, bytes]:
+    """dims, tensor_type and content of a plain value, as save_checkpoint's append_dict stores it."""
+    value = entry.value
+    if isinstance(value, str):
+        if value.endswith("\x00"):
+            raise WriteError(f"{entry.name}: a str ending in NUL cannot be stored; MindSpore drops trailing NULs")
+        try:
+            return [0], STR_TYPE, value.encode("utf-32-le") or bytes(4)  # NumPy stores '' as one NUL
+        except UnicodeEncodeError as exc:
+            raise WriteError(f"{entry.name}: the str value cannot be stored as UTF-32 ({exc.reason})") from exc
+    for python_type, dtype in VALUE_DTYPES:
+        if isinstance(value, python_type):
+            try:
+                return [], dtype.mindspore, np.array(value, dtype=dtype.numpy).tobytes()
+            except OverflowError as exc:
+                raise WriteError(f"{entry.name}: {value} does not fit in {dtype.name}") from exc
+    raise WriteError(f"{entry.name}: a {type(value).__name__} value cannot be stored in a .ckpt")
+
+
+def _write_tensor(
+    out: _Output, tag: bytes, entry: TensorEntry, split_bytes: int, on_bytes: Callable[[int], None] | None
+) -> None:
+    """Stream a tensor as one Value, or as several of at most `split_bytes` content bytes each.
+
+    Pieces hold whole elements, so readers that decode each piece on its own also work.
+    """
+    itemsize = entry.dtype.itemsize
+    step = max(itemsize, split_bytes - split_bytes % itemsize)
+    lengths = [min(step, entry.nbytes - start) for start in range(0, entry.nbytes, step)] or [0]
+    tensor_type = entry.dtype.mindspore.encode()
+    chunks, pending = entry.chunks(), memoryview(b"")
+    for remaining in lengths:
+        out.write(_value_header(tag, entry.shape, tensor_type, remaining))
+        while remaining:
+            if not len(pending):
+                pending = next(chunks, None)
+                if pending is None:
+                    raise WriteError(f"{entry.name}: its source ended before the {entry.nbytes} bytes of shape {entry.shape}")
+                continue
+            piece, pending = pending[:remaining], pending[remaining:]
+            out.write(piece)
+            remaining -= len(piece)
+            if on_bytes is not None:
+                on_bytes(len(piece))
+    if len(pending) or any(len(chunk) for chunk in chunks):
+        raise WriteError(f"{entry.name}: its source holds more than the {entry.nbytes} bytes of shape {entry.shape}")
+
+
+def write_ckpt(
+    stream: BinaryIO,
+    entries: Sequence[Entry],
+    *,
+    metadata: dict[str, str],
+    on_bytes: Callable[[int], None] | None = None,
+    crc: bool = False,
+    split_bytes: int = MINDSPORE_SPLIT_BYTES,
+) -> None:
+    """Write `entries` as a .ckpt that mindspore.load_checkpoint reads, one tensor at a time.
+
+    Tensor bytes go from `entry.chunks()` straight to `stream`. `metadata` is ignored: the
+    format has no place for it. `crc` appends MindSpore's CRC tail (load_checkpoint's
+    crc_check=True verifies it). `on_bytes(n)` is called after each piece of tensor bytes.
+    """
+    del metadata
+    if split_bytes < 1:
+        raise ValueError(f"split_bytes must be positive, not {split_bytes}")
+    out = _Output(stream, crc)
+    names: set[str] = set()
+    for entry in entries:
+        if entry.name in names:
+            raise WriteError(f"{entry.name}: two entries have this name; a .ckpt holds each name once")
+        names.add(entry.name)
+        try:
+            tag = entry.name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise WriteError(f"{entry.name!r}: the name is not valid Unicode ({exc.reason})") from exc
+        if isinstance(entry, ValueEntry):
+            dims, tensor_type, content = _encode_value(entry)
+            out.write(_value_header(tag, dims, tensor_type.encode(), len(content)) + content)
+        else:
+            _write_tensor(out, tag, entry, split_bytes, on_bytes)
+    if crc:
+        stream.write(CRC_TAIL_MARK + out.crc.to_bytes(10, "big"))
