@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convmigrate import __version__
-from convmigrate.cli import convert, inspect
+from convmigrate.cli import convert, inspect, migrate
 
 app = typer.Typer(
     name="convmigrate",
@@ -36,6 +36,8 @@ def _root(
 
 app.command("inspect")(inspect.inspect_command)
 app.command("convert")(convert.convert_command)
+app.command("torch2ms")(migrate.torch2ms_command)
+app.command("ms2torch")(migrate.ms2torch_command)
 
 
 def main() -> None:

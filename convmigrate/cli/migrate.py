@@ -1,0 +1,157 @@
+"""`convmigrate torch2ms` and `convmigrate ms2torch`: the main job, as two thin commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from convmigrate import __version__
+from convmigrate.cli._errors import reported_errors
+from convmigrate.cli._output import (
+    DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console,
+)
+from convmigrate.cli._progress import byte_progress
+from convmigrate.errors import CheckFailedError
+from convmigrate.migrate import MigrationRequest, MigrationResult, run_migration
+from convmigrate.plan import Direction, Op, Severity
+from convmigrate.vocab import Layout
+
+OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: beside the input, target extension).")]
+ReferenceOption = Annotated[Optional[Path], typer.Option("--reference", help="A checkpoint of the target model: exact names and shapes.")]
+RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="A TOML file of extra name rules (see README).")]
+Conv1dOption = Annotated[Optional[list[str]], typer.Option("--conv1d", help="Glob of Conv1d weight names (repeatable).")]
+ExcludeOption = Annotated[Optional[list[str]], typer.Option("--exclude", help="Glob of names to leave untouched (repeatable).")]
+FoldOption = Annotated[bool, typer.Option("--fold-weight-norm", help="Fold weight_g/weight_v (or parametrizations) into one weight.")]
+KeepExtrasOption = Annotated[bool, typer.Option("--keep-extras", help="Keep optimizer state, counters and plain values.")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on every guess and every reference mismatch.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")]
+ReportOption = Annotated[Optional[Path], typer.Option("--report", help="Write the plan and outcome as JSON (schema in README).")]
+
+
+def _problem_style(severity: Severity, strict: bool) -> str:
+    return "red" if severity is Severity.ERROR or strict else "yellow"
+
+
+def render_plan(result: MigrationResult, full: bool) -> None:
+    """The plan as a table (every step when `full`, else only what changed) and its problems."""
+    plan = result.plan
+    table = Table("source", "target", "op", "shape", "kind", "why", box=None, header_style="bold")
+    for step in plan.steps:
+        if not full and step.op is Op.COPY:
+            continue
+        shape = f"{tuple(step.source_shape) if step.source_shape is not None else '-'}"
+        if step.target_shape is not None and step.target_shape != step.source_shape:
+            shape += f" -> {tuple(step.target_shape)}"
+        table.add_row(", ".join(step.sources) or "-", step.target or "-", step.op.value, shape,
+                      step.layer_kind or "", f"[{step.confidence.value}] {step.reason}")
+    if table.row_count:
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[cyan]note:[/] {note}", highlight=False)
+    for problem in plan.problems:
+        style = _problem_style(problem.severity, plan.strict)
+        console.print(f"[{style}]{problem.severity.value}:[/] {problem.message}", highlight=False)
+
+
+def render_summary(result: MigrationResult) -> None:
+    counts = result.plan.counts()
+    summary = Table("input", "output", *counts, box=None, header_style="bold")
+    summary.add_row(
+        f"{result.request.input} ({result.input_format.value})",
+        f"{result.output} ({result.output_format.value})" if result.written else "(not written)",
+        *(str(v) for v in counts.values()),
+    )
+    console.print(summary)
+
+
+def report_json(result: MigrationResult, exit_code: int) -> dict:
+    return {
+        "convmigrate": __version__,
+        "command": result.plan.direction.value,
+        "input": {"path": str(result.request.input), "format": result.input_format.value},
+        "output": {"path": str(result.output), "format": result.output_format.value, "written": result.written},
+        "reference": str(result.request.reference) if result.request.reference else None,
+        "dry_run": result.request.dry_run,
+        "notes": result.notes,
+        "plan": result.plan.to_json(),
+        "ok": exit_code == 0,
+        "exit_code": exit_code,
+    }
+
+
+def _run(direction: Direction, request: MigrationRequest, report: Path | None, quiet: bool, debug: bool) -> None:
+    with reported_errors(debug):
+        result = run_migration(request, progress=lambda total: byte_progress(total, direction.value, quiet))
+        failures = result.plan.failures()
+        exit_code = CheckFailedError.exit_code if failures else 0
+        if not quiet or failures:
+            render_plan(result, full=request.dry_run)
+        if not quiet:
+            render_summary(result)
+        if report is not None:
+            report.write_text(json.dumps(report_json(result, exit_code), indent=2) + "\n", encoding="utf-8")
+        if failures:
+            names = ", ".join(p.name for p in failures[:5]) + (" ..." if len(failures) > 5 else "")
+            raise CheckFailedError(f"{len(failures)} problem(s) fail this migration ({names}); nothing was written")
+
+
+def torch2ms_command(
+    input_path: InputPath,
+    output: OutputOption = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour).")] = "ckpt",
+    layout: Annotated[Layout, typer.Option("--layout", help="nn: mindspore.nn layers; mint: mindspore.mint.nn (PyTorch names and shapes).")] = Layout.NN,
+    reference: ReferenceOption = None,
+    rules: RulesOption = None,
+    conv1d: Conv1dOption = None,
+    exclude: ExcludeOption = None,
+    fold_weight_norm: FoldOption = False,
+    keep_extras: KeepExtrasOption = False,
+    crc: Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail to a .ckpt.")] = False,
+    strict: StrictOption = False,
+    dry_run: DryRunOption = False,
+    report: ReportOption = None,
+    quiet: QuietOption = False,
+    force: ForceOption = False,
+    trust_pickle: TrustPickleOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), Conv1d weights reshaped, names mapped."""
+    request = MigrationRequest(
+        input=input_path, direction=Direction.TORCH_TO_MS, output=output, output_format=output_format,
+        layout=layout, reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
+        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
+        force=force, trust_pickle=trust_pickle, crc=crc,
+    )
+    _run(Direction.TORCH_TO_MS, request, report, quiet, debug)
+
+
+def ms2torch_command(
+    input_path: InputPath,
+    output: OutputOption = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="pt | safetensors.")] = "pt",
+    reference: ReferenceOption = None,
+    rules: RulesOption = None,
+    conv1d: Conv1dOption = None,
+    exclude: ExcludeOption = None,
+    fold_weight_norm: FoldOption = False,
+    keep_extras: KeepExtrasOption = False,
+    strict: StrictOption = False,
+    dry_run: DryRunOption = False,
+    report: ReportOption = None,
+    quiet: QuietOption = False,
+    force: ForceOption = False,
+    trust_pickle: TrustPickleOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """MindSpore checkpoint -> PyTorch (.pt or safetensors), Conv1d weights reshaped, names mapped."""
+    request = MigrationRequest(
+        input=input_path, direction=Direction.MS_TO_TORCH, output=output, output_format=output_format,
+        reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
+        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
+        force=force, trust_pickle=trust_pickle,
+    )
+    _run(Direction.MS_TO_TORCH, request, report, quiet, debug)

@@ -1,0 +1,167 @@
+"""torch2ms / ms2torch: reader -> plan -> writer, one tensor at a time.
+
+`run_migration` opens the input lazily, builds the plan from names and shapes alone, and, unless
+the plan fails or this is a dry run, writes the target entries: a reshape is a new shape record
+over the same memory-mapped bytes, a rename a new name, a fold the only computed tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import ContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.errors import UsageError
+from convmigrate.formats import open_checkpoint, write_checkpoint
+from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
+from convmigrate.rules.user import load_rules
+from convmigrate.transforms import fold_weight_norm
+from convmigrate.vocab import DTYPES, Format, Layout
+
+# --format values each direction accepts, and the Format each one writes.
+OUTPUT_FORMATS: dict[Direction, dict[str, Format]] = {
+    Direction.TORCH_TO_MS: {"ckpt": Format.CKPT, "safetensors": Format.MS_SAFETENSORS},
+    Direction.MS_TO_TORCH: {"pt": Format.TORCH, "safetensors": Format.SAFETENSORS},
+}
+DEFAULT_FORMAT = {Direction.TORCH_TO_MS: "ckpt", Direction.MS_TO_TORCH: "pt"}
+# Suffixes stripped from an input name to make the default output name.
+_INPUT_SUFFIXES = (".safetensors.index.json", ".safetensors", ".ckpt", ".pth", ".pt", ".bin")
+
+
+@dataclass
+class MigrationRequest:
+    input: Path
+    direction: Direction
+    output: Path | None = None
+    output_format: str | None = None
+    layout: Layout = Layout.NN
+    reference: Path | None = None
+    rules: Path | None = None
+    conv1d: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    fold_weight_norm: bool = False
+    keep_extras: bool = False
+    strict: bool = False
+    dry_run: bool = False
+    force: bool = False
+    trust_pickle: bool = False
+    crc: bool = False
+
+
+@dataclass
+class MigrationResult:
+    request: MigrationRequest
+    input_format: Format
+    output_format: Format
+    output: Path
+    plan: Plan
+    written: bool
+    notes: list[str] = field(default_factory=list)
+    tensor_bytes: int = 0
+
+
+def resolve_output_format(direction: Direction, requested: str | None) -> Format:
+    choices = OUTPUT_FORMATS[direction]
+    key = requested or DEFAULT_FORMAT[direction]
+    if key not in choices:
+        raise UsageError(f"{direction.value} writes --format {' or '.join(choices)}, not {key!r}")
+    return choices[key]
+
+
+def default_output(input_path: Path, fmt: Format, direction: Direction) -> Path:
+    """Beside the input, with the target format's extension: model.pt -> model.ckpt."""
+    name = input_path.name
+    stem = next((name[: -len(s)] for s in _INPUT_SUFFIXES if name.endswith(s)), input_path.stem)
+    candidate = input_path.with_name(stem + fmt.extension)
+    if candidate.exists() and candidate.resolve() == input_path.resolve():
+        tag = "ms" if direction is Direction.TORCH_TO_MS else "torch"
+        candidate = input_path.with_name(f"{stem}.{tag}{fmt.extension}")
+    return candidate
+
+
+def source_infos(checkpoint: Checkpoint) -> list[SourceInfo]:
+    return [
+        SourceInfo(e.name, e.shape, e.dtype.name) if isinstance(e, TensorEntry) else SourceInfo(e.name, None, None)
+        for e in checkpoint.entries
+    ]
+
+
+def reference_shapes(path: Path, trust_pickle: bool) -> dict[str, tuple[int, ...]]:
+    with open_checkpoint(path, trust_pickle=trust_pickle) as reference:
+        return {e.name: e.shape for e in reference.tensors()}
+
+
+def _folded_entry(step: Step, by_name: dict[str, Entry]) -> TensorEntry:
+    """The weight of a weight-normalised layer, computed when a writer asks for its bytes."""
+    g, v = (by_name[n] for n in step.sources)
+    assert isinstance(g, TensorEntry) and isinstance(v, TensorEntry)
+
+    def compute() -> tuple[memoryview]:
+        folded = fold_weight_norm(g.array(), v.array(), step.fold_dim, v.dtype)
+        return (memoryview(np.ascontiguousarray(folded)).cast("B"),)
+
+    return TensorEntry(str(step.target), v.dtype, tuple(step.target_shape or v.shape), compute)
+
+
+def target_entries(plan: Plan, checkpoint: Checkpoint) -> list[Entry]:
+    """The output entries, lazily: no tensor bytes are touched here."""
+    by_name = {e.name: e for e in checkpoint.entries}
+    entries: list[Entry] = []
+    for step in plan.written:
+        if step.op is Op.CREATE:
+            entries.append(TensorEntry.from_array(str(step.target), np.zeros(step.target_shape or (), np.int64)))
+        elif step.op is Op.FOLD_WEIGHT_NORM:
+            entries.append(_folded_entry(step, by_name))
+        else:
+            source = by_name[step.sources[0]]
+            if isinstance(source, ValueEntry):
+                entries.append(ValueEntry(str(step.target), source.value))
+            else:
+                entries.append(source.renamed(str(step.target)).with_shape(step.target_shape or source.shape))
+    return entries
+
+
+# Given the total tensor bytes to write, a context that yields a callback(bytes written).
+ProgressFactory = Callable[[int], ContextManager[Callable[[int], None]]]
+
+
+def _no_progress(_total: int) -> ContextManager[Callable[[int], None]]:
+    return contextlib.nullcontext(lambda _n: None)
+
+
+def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_progress) -> MigrationResult:
+    """Plan and (unless the plan fails or it is a dry run) write the migrated checkpoint."""
+    output_format = resolve_output_format(request.direction, request.output_format)
+    user_rules = load_rules(request.rules)
+    reference = reference_shapes(request.reference, request.trust_pickle) if request.reference else None
+    options = PlanOptions(
+        direction=request.direction,
+        layout=request.layout,
+        rules=user_rules.names,
+        reference=reference,
+        conv1d_patterns=[*request.conv1d, *user_rules.conv1d],
+        exclude_patterns=[*request.exclude, *user_rules.exclude],
+        fold_weight_norm=request.fold_weight_norm,
+        keep_extras=request.keep_extras,
+        strict=request.strict,
+    )
+    with open_checkpoint(request.input, trust_pickle=request.trust_pickle) as checkpoint:
+        output = request.output or default_output(request.input, output_format, request.direction)
+        plan = build_plan(source_infos(checkpoint), options)
+        result = MigrationResult(request, checkpoint.format, output_format, output, plan, written=False,
+                                 notes=list(checkpoint.notes))
+        if request.dry_run or plan.failures():
+            return result
+        entries = target_entries(plan, checkpoint)
+        result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
+        metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
+        with progress(result.tensor_bytes) as on_bytes:
+            write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
+                             inputs=[request.input], force=request.force, on_bytes=on_bytes)
+        result.written = True
+    return result

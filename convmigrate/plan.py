@@ -1,0 +1,392 @@
+"""The migration plan: every decision, with its reason, made before anything is written.
+
+`build_plan` looks only at names, shapes and dtypes (no bytes, no I/O) and returns a `Plan`: one
+`Step` per output tensor (or per dropped input), plus `Problem`s the user must hear about. The
+CLI prints it (`--dry-run`), serialises it (`--report`), and `migrate.py` executes it.
+
+Authority, strongest first: a reference checkpoint (exact names and shapes), `--conv1d` and
+`--exclude` patterns, the user's TOML rules, then the built-in rules (rules/names.py), whose
+uncertain matches are reported as guesses (errors under `--strict`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
+
+from convmigrate.rules.conv import looks_like_conv1d, mindspore_to_torch_shape, torch_to_mindspore_shape
+from convmigrate.rules.extras import is_training_extra
+from convmigrate.rules.names import NameRules, join_name, split_name
+from convmigrate.rules.weight_norm import WeightNormPair, find_weight_norm_pairs, infer_dim
+from convmigrate.vocab import Framework, Layout
+
+
+class Direction(str, enum.Enum):
+    TORCH_TO_MS = "torch2ms"
+    MS_TO_TORCH = "ms2torch"
+
+    @property
+    def source(self) -> Framework:
+        return Framework.TORCH if self is Direction.TORCH_TO_MS else Framework.MINDSPORE
+
+
+class Op(str, enum.Enum):
+    COPY = "copy"  # same name, same shape, same bytes
+    RENAME = "rename"  # new name, same shape and bytes
+    RESHAPE = "reshape"  # unit axis inserted/removed (maybe renamed too): same bytes
+    FOLD_WEIGHT_NORM = "fold_weight_norm"  # g, v -> weight (computed)
+    CREATE = "create"  # a parameter the target needs and the source lacks (num_batches_tracked)
+    DROP = "drop"  # not written
+
+
+class Confidence(str, enum.Enum):
+    REFERENCE = "reference"  # the reference checkpoint names it
+    PATTERN = "pattern"  # --conv1d / --exclude
+    RULE = "rule"  # a certain built-in or user rule
+    GUESS = "guess"  # an uncertain rule: reported; an error under --strict
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the planner knows of an input entry: never its bytes."""
+
+    name: str
+    shape: tuple[int, ...] | None  # None: a plain value, not a tensor
+    dtype: str | None
+
+
+@dataclass
+class Step:
+    sources: list[str]
+    target: str | None
+    op: Op
+    source_shape: list[int] | None
+    target_shape: list[int] | None
+    dtype: str | None
+    layer_kind: str | None
+    confidence: Confidence
+    reason: str
+    fold_dim: int | None = None  # FOLD_WEIGHT_NORM only: the axis g keeps (None: whole tensor)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["op"] = self.op.value
+        data["confidence"] = self.confidence.value
+        if self.op is not Op.FOLD_WEIGHT_NORM:
+            del data["fold_dim"]
+        return data
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"  # the run fails (exit 1)
+    WARNING = "warning"  # reported; an error under --strict
+
+
+@dataclass
+class Problem:
+    severity: Severity
+    code: str  # guess | ambiguous | weight_norm | missing | unexpected | shape_mismatch | duplicate
+    name: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"severity": self.severity.value, "code": self.code, "name": self.name, "message": self.message}
+
+
+@dataclass
+class Plan:
+    direction: Direction
+    layout: Layout
+    steps: list[Step] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def written(self) -> list[Step]:
+        return [s for s in self.steps if s.op is not Op.DROP]
+
+    def failures(self) -> list[Problem]:
+        """Problems that fail the run: errors, and under --strict warnings too."""
+        return [p for p in self.problems if p.severity is Severity.ERROR or self.strict]
+
+    def counts(self) -> dict[str, int]:
+        counts = {op.value: 0 for op in Op}
+        for step in self.steps:
+            counts[step.op.value] += 1
+        return counts
+
+    def to_json(self) -> dict:
+        return {
+            "direction": self.direction.value,
+            "layout": self.layout.value,
+            "strict": self.strict,
+            "counts": self.counts(),
+            "steps": [s.to_json() for s in self.steps],
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass
+class PlanOptions:
+    direction: Direction
+    layout: Layout = Layout.NN
+    rules: NameRules = field(default_factory=NameRules)
+    reference: Mapping[str, tuple[int, ...]] | None = None  # target name -> shape
+    conv1d_patterns: Sequence[str] = ()
+    exclude_patterns: Sequence[str] = ()
+    fold_weight_norm: bool = False
+    keep_extras: bool = False
+    strict: bool = False
+
+
+def _matches(name: str, patterns: Sequence[str]) -> str | None:
+    return next((p for p in patterns if fnmatchcase(name, p)), None)
+
+
+class _Planner:
+    """Builds a Plan in passes; each pass claims the sources it decides."""
+
+    def __init__(self, sources: Sequence[SourceInfo], options: PlanOptions) -> None:
+        self.options = options
+        self.sources = {s.name: s for s in sources}
+        self.order = [s.name for s in sources]
+        self.plan = Plan(options.direction, options.layout, strict=options.strict)
+        self.claimed: set[str] = set()
+        self.direction = options.direction
+        self.source_framework = options.direction.source
+
+    # -- helpers -----------------------------------------------------------------------------
+    def problem(self, severity: Severity, code: str, name: str, message: str) -> None:
+        self.plan.problems.append(Problem(severity, code, name, message))
+
+    def add(self, step: Step) -> None:
+        self.plan.steps.append(step)
+        self.claimed.update(step.sources)
+
+    def converts_layout(self) -> bool:
+        """Whether Conv1d weights change shape: only for MindSpore's nn layout."""
+        return self.options.layout is Layout.NN
+
+    def renames(self) -> bool:
+        return self.options.layout is Layout.NN
+
+    def conv_target_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.direction is Direction.TORCH_TO_MS:
+            return torch_to_mindspore_shape(shape)
+        return mindspore_to_torch_shape(shape)
+
+    # -- passes ------------------------------------------------------------------------------
+    def exclusions_and_extras(self) -> None:
+        for name in self.order:
+            info = self.sources[name]
+            pattern = _matches(name, self.options.exclude_patterns)
+            if pattern is not None:
+                self.add(Step([name], name, Op.COPY, _list(info.shape), _list(info.shape), info.dtype, None,
+                              Confidence.PATTERN, f"--exclude {pattern!r}: kept untouched"))
+            elif info.shape is None or is_training_extra(name):
+                what = "plain value" if info.shape is None else "training state (optimizer slot or counter)"
+                if self.options.keep_extras:
+                    self.add(Step([name], name, Op.COPY, _list(info.shape), _list(info.shape), info.dtype, None,
+                                  Confidence.RULE, f"{what}: kept (--keep-extras)"))
+                else:
+                    self.add(Step([name], None, Op.DROP, _list(info.shape), None, info.dtype, None,
+                                  Confidence.RULE, f"{what}: not a model parameter (pass --keep-extras to keep it)"))
+
+    def weight_norm(self) -> dict[str, tuple[WeightNormPair, int | None]]:
+        """Fold (or report) weight-normalised layers; returns folded weight name -> (pair, dim)."""
+        folded: dict[str, tuple[WeightNormPair, int | None]] = {}
+        if self.direction is not Direction.TORCH_TO_MS:
+            return folded
+        for pair in find_weight_norm_pairs(n for n in self.order if n not in self.claimed):
+            g, v = self.sources[pair.g], self.sources[pair.v]
+            if not self.options.fold_weight_norm:
+                self.problem(Severity.WARNING, "weight_norm", pair.layer,
+                             f"{pair.layer} is weight-normalised ({pair.g}, {pair.v}); MindSpore's nn.Conv1d "
+                             "has no weight norm: pass --fold-weight-norm to fold them into one weight")
+                continue
+            try:
+                dim = infer_dim(g.shape or (), v.shape or ())
+            except ValueError as exc:
+                self.problem(Severity.ERROR, "weight_norm", pair.layer, f"{pair.layer}: {exc}")
+                continue
+            folded[pair.folded_name] = (pair, dim)
+            self.claimed.update((pair.g, pair.v))
+        return folded
+
+    def layers(self, folded: Mapping[str, tuple[WeightNormPair, int | None]]) -> None:
+        # Every unclaimed tensor (and each folded weight) belongs to the layer named by its prefix.
+        params: dict[str, dict[str, tuple[int, ...]]] = defaultdict(dict)
+        for name in self.order:
+            if name not in self.claimed:
+                layer, suffix = split_name(name)
+                params[layer][suffix] = self.sources[name].shape or ()
+        for weight_name, (pair, _dim) in folded.items():
+            layer, suffix = split_name(weight_name)
+            params[layer][suffix] = self.sources[pair.v].shape or ()
+        # Emit in input order: a folded weight stands where its v stood.
+        v_to_folded = {pair.v: name for name, (pair, _d) in folded.items()}
+        for name in self.order:
+            if name in v_to_folded:
+                self.layer_param(v_to_folded[name], params, folded)
+            elif name not in self.claimed:
+                self.layer_param(name, params, folded)
+        if self.direction is Direction.MS_TO_TORCH and self.renames():
+            self.created_params(params)
+
+    def layer_param(self, name: str, params: Mapping[str, Mapping[str, tuple[int, ...]]],
+                    folded: Mapping[str, tuple[WeightNormPair, int | None]]) -> None:
+        layer, suffix = split_name(name)
+        siblings = params[layer]
+        shape = tuple(siblings[suffix])
+        pair_dim = folded.get(name)
+        sources = [pair_dim[0].g, pair_dim[0].v] if pair_dim else [name]
+        dtype = self.sources[sources[-1]].dtype
+
+        kind, confidence, why = self.classify(name, layer, siblings)
+        target_suffix = suffix
+        if self.renames():
+            _known, target_suffix = self.options.rules.rename(kind, suffix, self.source_framework)
+        if target_suffix is None:
+            self.add(Step(sources, None, Op.DROP, list(shape), None, dtype, kind, confidence,
+                          f"{kind}: {suffix} has no counterpart in MindSpore"))
+            return
+        target = self.options.rules.map_prefix(join_name(layer, target_suffix), self.source_framework)
+        target_shape = shape
+        op = Op.RENAME if target != name else Op.COPY
+        is_conv = kind == "Conv1d" and suffix == "weight"
+        if is_conv and self.converts_layout():
+            target_shape = self.conv_target_shape(shape)
+            op = Op.RESHAPE
+        if pair_dim:
+            op = Op.FOLD_WEIGHT_NORM
+        reason = f"{kind or 'unknown layer'} ({why})"
+        if pair_dim:
+            reason += f"; weight norm folded over all axes but {pair_dim[1]}" if pair_dim[1] is not None \
+                else "; weight norm folded over the whole tensor"
+        if kind is None and self.renames() and self.options.rules.renames_anywhere(suffix, self.source_framework):
+            self.problem(Severity.WARNING, "ambiguous", name,
+                         f"{name}: no rule tells which layer this is, so its name is kept; name the layer's kind "
+                         "with --rules or pass --reference")
+        if confidence is Confidence.GUESS and (op is not Op.COPY or suffix == "weight"):
+            self.problem(Severity.WARNING, "guess", name,
+                         f"{name}: guessed {kind} ({why}); confirm with --reference, --conv1d or --rules")
+        self.add(Step(sources, target, op, list(shape), list(target_shape), dtype, kind, confidence, reason,
+                      fold_dim=pair_dim[1] if pair_dim else None))
+
+    def classify(self, name: str, layer: str, siblings: Mapping[str, tuple[int, ...]]) -> tuple[str | None, Confidence, str]:
+        pattern = _matches(name, self.options.conv1d_patterns)
+        if pattern is not None:
+            if looks_like_conv1d(name, siblings[split_name(name)[1]], self.source_framework):
+                return "Conv1d", Confidence.PATTERN, f"--conv1d {pattern!r}"
+            self.problem(Severity.ERROR, "pattern", name,
+                         f"--conv1d {pattern!r} names {name} {tuple(siblings[split_name(name)[1]])}, "
+                         "which is not a Conv1d weight in this layout; narrow the pattern")
+        guess = self.options.rules.classify(layer, siblings, self.source_framework)
+        return guess.kind, Confidence.RULE if guess.certain else Confidence.GUESS, guess.why
+
+    def created_params(self, params: Mapping[str, Mapping[str, tuple[int, ...]]]) -> None:
+        """ms2torch: parameters PyTorch has and MindSpore lacks (BatchNorm's num_batches_tracked)."""
+        for layer, siblings in params.items():
+            guess = self.options.rules.classify(layer, siblings, Framework.MINDSPORE)
+            for suffix in self.options.rules.created_on_torch_side(guess.kind):
+                self.add(Step([], join_name(layer, suffix), Op.CREATE, None, [], "int64", guess.kind,
+                              Confidence.RULE, f"{guess.kind}: PyTorch keeps {suffix}; MindSpore has none, so it starts at 0"))
+
+    # -- the reference -------------------------------------------------------------------------
+    def apply_reference(self) -> None:
+        reference = self.options.reference
+        if reference is None:
+            return
+        produced: dict[str, Step] = {}
+        for step in self.plan.steps:
+            if step.op is Op.DROP or step.target is None:
+                continue
+            self.resolve_against_reference(step, reference)
+            if step.op is Op.DROP or step.target is None:
+                continue
+            if step.target in produced:
+                self.problem(Severity.ERROR, "duplicate", step.target,
+                             f"{step.target} would be written twice (from {produced[step.target].sources} and {step.sources})")
+            produced[step.target] = step
+        for name, shape in reference.items():
+            if name in produced:
+                continue
+            _layer, suffix = split_name(name)
+            if suffix == "num_batches_tracked" and tuple(shape) == ():
+                self.add(Step([], name, Op.CREATE, None, [], "int64", "BatchNorm", Confidence.REFERENCE,
+                              "the reference has it and the source does not: it starts at 0"))
+                continue
+            self.problem(Severity.WARNING, "missing", name, f"{name} {tuple(shape)}: in the reference, not produced from the input")
+
+    def resolve_against_reference(self, step: Step, reference: Mapping[str, tuple[int, ...]]) -> None:
+        shape = tuple(step.source_shape) if step.source_shape is not None else None
+        candidates = self.reference_candidates(step)
+        for target in candidates:
+            if target not in reference:
+                continue
+            want = tuple(reference[target])
+            if shape is None or want == shape:
+                step.op = Op.FOLD_WEIGHT_NORM if step.op is Op.FOLD_WEIGHT_NORM else (
+                    Op.COPY if target == step.sources[0] else Op.RENAME)
+            elif shape is not None and self.is_unit_axis_change(shape, want):
+                step.op = Op.FOLD_WEIGHT_NORM if step.op is Op.FOLD_WEIGHT_NORM else Op.RESHAPE
+            else:
+                self.problem(Severity.WARNING, "shape_mismatch", target,
+                             f"{target}: the reference has {want}, the input gives {shape}")
+            if step.target != target or step.confidence is Confidence.GUESS:
+                step.reason += f"; the reference names {target}"
+            step.target, step.target_shape = target, list(want)
+            step.confidence = Confidence.REFERENCE
+            self.plan.problems = [p for p in self.plan.problems if not (p.code == "guess" and p.name in step.sources)]
+            return
+        self.problem(Severity.WARNING, "unexpected", step.sources[0] if step.sources else str(step.target),
+                     f"{step.target}: not in the reference; not written")
+        step.op, step.target, step.target_shape = Op.DROP, None, None
+        step.reason += "; the reference has no such name"
+
+    def reference_candidates(self, step: Step) -> list[str]:
+        """The planned target first, then every name any layer rule could give the source."""
+        candidates = [step.target] if step.target else []
+        if step.op is Op.CREATE:
+            return candidates
+        source = step.sources[-1] if step.op is not Op.FOLD_WEIGHT_NORM else str(step.target)
+        layer, suffix = split_name(source)
+        candidates.append(source)
+        for kind in self.options.rules.param_names:
+            known, renamed = self.options.rules.rename(kind, suffix, self.source_framework)
+            if known and renamed:
+                candidates.append(join_name(layer, renamed))
+        mapped = [self.options.rules.map_prefix(c, self.source_framework) for c in candidates if c]
+        return list(dict.fromkeys(mapped + [c for c in candidates if c]))
+
+    def is_unit_axis_change(self, shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
+        if self.direction is Direction.TORCH_TO_MS:
+            return len(shape) == 3 and torch_to_mindspore_shape(shape) == want
+        return len(shape) == 4 and shape[2] == 1 and mindspore_to_torch_shape(shape) == want
+
+    def build(self) -> Plan:
+        self.exclusions_and_extras()
+        folded = self.weight_norm()
+        self.layers(folded)
+        self.apply_reference()
+        self.plan.steps.sort(key=lambda s: s.op is Op.DROP)  # written steps first, input order kept
+        return self.plan
+
+
+def _list(shape: tuple[int, ...] | None) -> list[int] | None:
+    return list(shape) if shape is not None else None
+
+
+def build_plan(sources: Sequence[SourceInfo], options: PlanOptions) -> Plan:
+    """Decide, for every input entry, what the output holds and why. No bytes are read.
+
+    Example:
+        >>> plan = build_plan([SourceInfo("conv.weight", (8, 4, 3), "float32")],
+        ...                   PlanOptions(Direction.TORCH_TO_MS))
+        >>> plan.steps[0].op.value, plan.steps[0].target_shape
+        ('reshape', [8, 4, 1, 3])
+    """
+    return _Planner(sources, options).build()

@@ -1,0 +1,191 @@
+"""Parameter-name rules: which layer a group of sibling parameters belongs to, and what its
+parameters are called in the other framework.
+
+Both are tables. A layer is a name prefix (`encoder.bn`); its parameters are the suffixes that
+share it (`running_mean`, `weight`, ...). `KIND_RULES` recognise a layer kind from that set of
+sibling suffixes (and the weight's rank); `PARAM_NAMES` then maps each suffix across frameworks.
+The user's TOML rules (`rules/user.py`) extend both tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from convmigrate.vocab import Framework
+
+
+@dataclass(frozen=True)
+class ParamName:
+    """One parameter of a layer kind, named in PyTorch and in MindSpore's `nn` layers.
+
+    `mindspore` None: MindSpore has no such parameter (dropped torch->ms, created ms->torch).
+    """
+
+    torch: str
+    mindspore: str | None
+
+
+# Layer kind -> its parameters. Kinds not listed (Linear/Dense, Conv1d) keep their names.
+PARAM_NAMES: dict[str, tuple[ParamName, ...]] = {
+    # torch.nn.BatchNorm1d/2d and InstanceNorm1d(track_running_stats=True)
+    #   <-> mindspore.nn.BatchNorm1d / InstanceNorm1d
+    "BatchNorm": (
+        ParamName("weight", "gamma"),
+        ParamName("bias", "beta"),
+        ParamName("running_mean", "moving_mean"),
+        ParamName("running_var", "moving_variance"),
+        ParamName("num_batches_tracked", None),
+    ),
+    # torch.nn.LayerNorm / GroupNorm / affine InstanceNorm <-> mindspore.nn.LayerNorm / GroupNorm
+    "Norm": (ParamName("weight", "gamma"), ParamName("bias", "beta")),
+    # torch.nn.Embedding <-> mindspore.nn.Embedding
+    "Embedding": (ParamName("weight", "embedding_table"),),
+    # torch.nn.PReLU <-> mindspore.nn.PReLU
+    "PReLU": (ParamName("weight", "w"),),
+    # torch.nn.Linear <-> mindspore.nn.Dense: same names
+    "Linear": (ParamName("weight", "weight"), ParamName("bias", "bias")),
+    # torch.nn.Conv1d / ConvTranspose1d <-> mindspore.nn.Conv1d / Conv1dTranspose: same names,
+    # the weight gains or loses the unit axis (rules/conv.py)
+    "Conv1d": (ParamName("weight", "weight"), ParamName("bias", "bias")),
+}
+
+# Layer names that hint at a kind when the parameters alone cannot tell (a lone 2-D `weight` is
+# a bias-free Linear or an Embedding; a lone 1-D `weight` a PReLU or a bias-free LayerNorm).
+_EMBEDDING_HINT = r"(^|[._])(emb|embed|embeds|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings)$"
+_NORM_HINT = r"(norm|^ln|[._]ln(_?\w*)?$|[._]bn\d*$|[._]gn$)"
+_PRELU_HINT = r"prelu"
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """Recognise a layer kind from its sibling parameter suffixes, as one framework names them.
+
+    `required` must all be present; every present suffix must be in `required | optional`;
+    `weight_ndim` (if set) is the rank of the layer's main parameter; `name_hint` a regex on the
+    layer's name. `certain` False marks a guess the user should confirm (a report, or --strict).
+    """
+
+    kind: str
+    framework: Framework
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    weight_ndim: int | None = None
+    name_hint: str | None = None
+    certain: bool = True
+    why: str = ""
+
+    def matches(self, layer: str, params: Mapping[str, Sequence[int]]) -> bool:
+        present = set(params)
+        if not self.required <= present or not present <= self.required | self.optional:
+            return False
+        if self.weight_ndim is not None:
+            main = "weight" if "weight" in self.required else sorted(self.required)[0]
+            if len(params[main]) != self.weight_ndim:
+                return False
+        return self.name_hint is None or re.search(self.name_hint, layer, re.IGNORECASE) is not None
+
+
+def _rule(kind: str, framework: Framework, required: Iterable[str], optional: Iterable[str] = (), **kw) -> KindRule:
+    return KindRule(kind, framework, frozenset(required), frozenset(optional), **kw)
+
+
+T, M = Framework.TORCH, Framework.MINDSPORE
+# First match wins, so the more specific rules come first.
+KIND_RULES: tuple[KindRule, ...] = (
+    # PyTorch side
+    _rule("BatchNorm", T, {"running_mean", "running_var"}, {"weight", "bias", "num_batches_tracked"},
+          why="has running_mean/running_var"),
+    _rule("Norm", T, {"weight", "bias"}, weight_ndim=1, why="1-D weight and bias"),
+    _rule("Conv1d", T, {"weight"}, {"bias"}, weight_ndim=3, why="3-D weight"),
+    _rule("Linear", T, {"weight", "bias"}, weight_ndim=2, why="2-D weight and bias"),
+    _rule("Embedding", T, {"weight"}, weight_ndim=2, name_hint=_EMBEDDING_HINT, certain=False,
+          why="lone 2-D weight in a layer named like an embedding"),
+    _rule("Linear", T, {"weight"}, weight_ndim=2, certain=False,
+          why="lone 2-D weight: a bias-free Linear (an Embedding would need --rules or --reference)"),
+    _rule("PReLU", T, {"weight"}, weight_ndim=1, name_hint=_PRELU_HINT, certain=False,
+          why="lone 1-D weight in a layer named like a PReLU"),
+    _rule("Norm", T, {"weight"}, weight_ndim=1, name_hint=_NORM_HINT, certain=False,
+          why="lone 1-D weight in a layer named like a norm (bias-free LayerNorm)"),
+    # MindSpore side
+    _rule("BatchNorm", M, {"moving_mean", "moving_variance"}, {"gamma", "beta"}, why="has moving_mean/moving_variance"),
+    _rule("Norm", M, {"gamma"}, {"beta"}, why="has gamma"),
+    _rule("Embedding", M, {"embedding_table"}, why="has embedding_table"),
+    _rule("PReLU", M, {"w"}, why="has w"),
+    _rule("Conv1d", M, {"weight"}, {"bias"}, weight_ndim=4, certain=False,
+          why="4-D weight with a unit third axis (a Conv2d with a (1, K) kernel looks the same)"),
+    _rule("Linear", M, {"weight"}, {"bias"}, weight_ndim=2, why="2-D weight"),
+)
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """'encoder.bn.running_mean' -> ('encoder.bn', 'running_mean'); 'weight' -> ('', 'weight')."""
+    layer, _, suffix = name.rpartition(".")
+    return layer, suffix
+
+
+def join_name(layer: str, suffix: str) -> str:
+    return f"{layer}.{suffix}" if layer else suffix
+
+
+@dataclass(frozen=True)
+class LayerKindGuess:
+    kind: str | None  # None: no rule matched; names are kept
+    certain: bool
+    why: str
+
+
+@dataclass
+class NameRules:
+    """The compiled tables: built-in rules plus the user's, looked up per layer."""
+
+    kind_rules: list[KindRule] = field(default_factory=lambda: list(KIND_RULES))
+    param_names: dict[str, tuple[ParamName, ...]] = field(default_factory=lambda: dict(PARAM_NAMES))
+    # layer-name glob -> kind, from the user's TOML: decides before any built-in rule
+    forced_kinds: list[tuple[str, str]] = field(default_factory=list)
+    # (torch prefix, mindspore prefix): module paths that differ between the two model codes
+    prefixes: list[tuple[str, str]] = field(default_factory=list)
+
+    def map_prefix(self, name: str, source: Framework) -> str:
+        """Apply the first user prefix rule whose source side starts `name`."""
+        for torch_prefix, ms_prefix in self.prefixes:
+            old, new = (torch_prefix, ms_prefix) if source is Framework.TORCH else (ms_prefix, torch_prefix)
+            if name.startswith(old):
+                return new + name[len(old):]
+        return name
+
+    def renames_anywhere(self, suffix: str, source: Framework) -> bool:
+        """Whether some layer kind would rename `suffix`: an unknown layer with it is ambiguous."""
+        return any(self.rename(kind, suffix, source) not in ((False, suffix), (True, suffix)) for kind in self.param_names)
+
+    def classify(self, layer: str, params: Mapping[str, Sequence[int]], framework: Framework) -> LayerKindGuess:
+        """The kind of `layer` given its parameters {suffix: shape} in `framework`'s naming."""
+        from fnmatch import fnmatchcase
+
+        for pattern, kind in self.forced_kinds:
+            if fnmatchcase(layer, pattern):
+                return LayerKindGuess(kind, True, f"--rules: layer matches {pattern!r}")
+        if framework is Framework.MINDSPORE and set(params) <= {"weight", "bias"}:
+            weight = params.get("weight")
+            if weight is not None and len(weight) == 4 and weight[2] != 1:
+                return LayerKindGuess(None, True, "4-D weight without a unit third axis (a Conv2d)")
+        for rule in self.kind_rules:
+            if rule.framework is framework and rule.matches(layer, params):
+                return LayerKindGuess(rule.kind, rule.certain, rule.why)
+        return LayerKindGuess(None, True, "no layer rule matches; names kept")
+
+    def rename(self, kind: str | None, suffix: str, source: Framework) -> tuple[bool, str | None]:
+        """(known, target suffix) for `suffix` of a `kind` layer; target None: no counterpart."""
+        if kind is None:
+            return False, suffix
+        for param in self.param_names.get(kind, ()):
+            if source is Framework.TORCH and param.torch == suffix:
+                return True, param.mindspore
+            if source is Framework.MINDSPORE and param.mindspore == suffix:
+                return True, param.torch
+        return False, suffix
+
+    def created_on_torch_side(self, kind: str | None) -> list[str]:
+        """Torch parameters with no MindSpore counterpart, which ms2torch must create."""
+        return [p.torch for p in self.param_names.get(kind or "", ()) if p.mindspore is None]
