@@ -1,0 +1,367 @@
+"""safetensors files: a reader that memory-maps, and a streaming writer. No torch here.
+
+A safetensors file is an 8-byte little-endian header length N, N bytes of JSON, then the data
+region. The JSON maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]}
+(offsets relative to the data region) plus an optional "__metadata__" object of str -> str.
+
+Reading: the header is parsed and checked here (dtype codes, shapes, offsets that match each
+tensor's size and tile the data region exactly, no duplicate names); anything wrong is one
+`UnreadableCheckpointError` line. Tensor bytes are zero-copy `memoryview` slices of a read-only
+memory map. Entries come in header order (the order of the JSON object, which for files the
+safetensors library wrote is also the data order). A file whose metadata holds
+{"format": "ms"} (MindSpore's `save_checkpoint(format="safetensors")`) is `MS_SAFETENSORS`.
+
+Sharded checkpoints: `read_safetensors` on a `*.index.json` (transformers' layout: {"metadata":
+{...}, "weight_map": {tensor name: shard file}}) maps every shard (no data is read) and returns
+the entries in the index's `weight_map` order. Metadata is each shard's `__metadata__`, then the
+index's "metadata" on top (values made strings, e.g. "total_size"). A missing shard, a tensor the
+index lists but its shard lacks, or a shard tensor the index does not list is an error.
+
+Writing: header first (dtypes and shapes come from the lazy entries), padded with spaces to a
+multiple of 8 bytes, then each tensor's bytes streamed in order. Tensors are laid out the way
+`safetensors.numpy.save_file` lays them out (largest element alignment first, then by name), so
+every tensor starts aligned to its itemsize and, for the same tensors and at most one metadata
+key, the file is byte-identical to the library's. Metadata keys are written sorted (the library
+writes them in hash order, which varies from run to run).
+
+Plain values (`ValueEntry`) have no place in safetensors' tensor table, so they are written into
+`__metadata__` as `convmigrate.value.<name>` = JSON of the value, and read back as `ValueEntry`
+(after the tensors, in name order) rather than as metadata.
+
+Example:
+    >>> with open(path, "wb") as stream:                                   # doctest: +SKIP
+    ...     write_safetensors(stream, entries, metadata={"format": "pt"})
+    >>> read_safetensors(path).tensors()[0].array()                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.errors import UnreadableCheckpointError, UsageError, WriteError
+from convmigrate.formats.detect import SAFETENSORS_MAX_HEADER
+from convmigrate.vocab import BY_SAFETENSORS, Format
+
+METADATA_KEY = "__metadata__"
+VALUE_PREFIX = "convmigrate.value."  # __metadata__ key prefix that carries a ValueEntry
+MS_FORMAT = {"format": "ms"}  # what MindSpore's save_checkpoint(format="safetensors") writes
+HEADER_ALIGNMENT = 8  # the library pads the JSON with spaces so the data starts 8-aligned
+
+# The safetensors library's Dtype enum order (Rust `derive(Ord)`), which its writer sorts by,
+# largest first: BOOL < U8 < I8 < I16 < U16 < F16 < BF16 < I32 < U32 < F32 < F64 < I64 < U64.
+# Measured with safetensors 0.8: save_file puts U64, I64, F64, F32, U32, I32, BF16, F16, U16,
+# I16, I8, U8, BOOL in that order, ties broken by name.
+_LIBRARY_DTYPE_RANK: dict[str, int] = {
+    code: rank
+    for rank, code in enumerate(("BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64"))
+}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _bad(path: Path, problem: str) -> UnreadableCheckpointError:
+    return UnreadableCheckpointError(path, f"damaged safetensors file: {problem}")
+
+
+def _no_duplicates(path: Path) -> Callable[[list[tuple[str, object]]], dict]:
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        result: dict = {}
+        for key, value in pairs:
+            if key in result:
+                raise _bad(path, f"header names {key!r} twice")
+            result[key] = value
+        return result
+
+    return hook
+
+
+def _parse_header(path: Path, head: bytes | mmap.mmap, file_size: int) -> tuple[int, dict]:
+    """(data region start, header dict) after checking the length prefix and the JSON."""
+    if file_size < 8:
+        raise _bad(path, f"{file_size} bytes is too short for the 8-byte header length")
+    (header_size,) = struct.unpack("<Q", head[:8])
+    if header_size > SAFETENSORS_MAX_HEADER:
+        raise _bad(path, f"header length {header_size} exceeds the {SAFETENSORS_MAX_HEADER}-byte limit")
+    if 8 + header_size > file_size:
+        raise _bad(path, f"header length {header_size} runs past the end of the {file_size}-byte file")
+    try:
+        header = json.loads(head[8 : 8 + header_size].decode("utf-8"), object_pairs_hook=_no_duplicates(path))
+    except UnicodeDecodeError as exc:
+        raise _bad(path, f"header is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        if isinstance(exc, UnreadableCheckpointError):
+            raise
+        raise _bad(path, f"header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "header is not a JSON object")
+    return 8 + header_size, header
+
+
+def _check_metadata(path: Path, metadata: object) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(path, "__metadata__ must be an object of string values")
+    return dict(metadata)
+
+
+def _check_tensor(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype code, shape, begin, end) of one header record, or an error naming the tensor."""
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise _bad(path, f"tensor {name!r}: record must have exactly dtype, shape, data_offsets")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if code not in BY_SAFETENSORS:
+        known = ", ".join(BY_SAFETENSORS)
+        raise UnreadableCheckpointError(path, f"tensor {name!r} has dtype {code!r}, which convmigrate does not carry ({known})")
+    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+        raise _bad(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
+        raise _bad(path, f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
+    begin, end = offsets
+    expected = math.prod(shape) * BY_SAFETENSORS[code].itemsize
+    if end - begin != expected:
+        raise _bad(path, f"tensor {name!r}: data_offsets {offsets} hold {end - begin} bytes, {code} {shape} needs {expected}")
+    return code, tuple(shape), begin, end
+
+
+def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int) -> None:
+    """The tensors' byte ranges must cover the data region exactly once, with no gap."""
+    cursor = 0
+    for begin, end, name in sorted(spans):
+        if begin != cursor:
+            problem = "overlaps the previous tensor" if begin < cursor else f"leaves a gap at data byte {cursor}"
+            raise _bad(path, f"tensor {name!r} at data bytes [{begin}, {end}) {problem}")
+        cursor = end
+    if cursor != data_size:
+        if cursor > data_size:
+            raise _bad(path, f"tensor data needs {cursor} bytes but the file holds {data_size} after the header (truncated?)")
+        raise _bad(path, f"{data_size - cursor} bytes after the last tensor belong to no tensor")
+
+
+def _map_file(path: Path) -> tuple[mmap.mmap | None, int]:
+    """A read-only map of the whole file (None for an empty file, which cannot be mapped)."""
+    try:
+        with open(path, "rb") as stream:
+            size = stream.seek(0, 2)
+            return (mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) if size else None), size
+    except OSError as exc:
+        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
+
+
+def _closer(mapped: mmap.mmap, data: memoryview) -> Callable[[], None]:
+    def close() -> None:
+        try:
+            data.release()  # fails while a caller still holds a slice of it
+            mapped.close()
+        except BufferError:
+            pass  # a caller still holds a tensor view; the map goes when the last view does
+
+    return close
+
+
+def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEntry]:
+    values = []
+    for key in sorted(k for k in metadata if k.startswith(VALUE_PREFIX)):
+        try:
+            value = json.loads(metadata.pop(key))
+        except ValueError:
+            raise _bad(path, f"metadata {key!r} is not the JSON of a value") from None
+        if not isinstance(value, (str, int, float, bool)):
+            raise _bad(path, f"metadata {key!r} holds {type(value).__name__}, not a str, int, float or bool")
+        values.append(ValueEntry(key.removeprefix(VALUE_PREFIX), value))
+    return values
+
+
+def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
+    """Tensors (header order), raw metadata and the map's closer of one safetensors file."""
+    mapped, size = _map_file(path)
+    try:
+        data_start, header = _parse_header(path, mapped if mapped is not None else b"", size)
+        metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
+        records = [(name, *_check_tensor(path, name, info)) for name, info in header.items()]
+        _check_tiling(path, [(begin, end, name) for name, _, _, begin, end in records], size - data_start)
+    except BaseException:
+        if mapped is not None:
+            mapped.close()
+        raise
+    assert mapped is not None  # _parse_header refused anything shorter than 8 bytes
+    data = memoryview(mapped)[data_start:]
+    entries = [
+        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end))
+        for name, code, shape, begin, end in records
+    ]
+    return entries, metadata, _closer(mapped, data)
+
+
+def _slice_source(data: memoryview, begin: int, end: int) -> Callable[[], tuple[memoryview]]:
+    return lambda: (data[begin:end],)
+
+
+def _format_of(metadata: dict[str, str]) -> Format:
+    return Format.MS_SAFETENSORS if metadata.get("format") == MS_FORMAT["format"] else Format.SAFETENSORS
+
+
+def read_safetensors(path: Path) -> Checkpoint:
+    """Open a safetensors file, or a sharded `*.index.json`, with every tensor memory-mapped.
+
+    Args:
+        path: a `.safetensors` file or a transformers-style `*.safetensors.index.json`.
+
+    Returns:
+        A Checkpoint (SAFETENSORS, or MS_SAFETENSORS when metadata says {"format": "ms"})
+        whose tensor sources are zero-copy views of the map. Close it to unmap.
+
+    Example:
+        >>> with read_safetensors(Path("model.safetensors")) as ckpt:      # doctest: +SKIP
+        ...     [(t.name, t.dtype.name, t.shape) for t in ckpt.tensors()]
+    """
+    path = Path(path)
+    if path.name.endswith(".index.json"):
+        return _read_sharded(path)
+    entries, metadata, close = _open_file(path)
+    values = _values_from_metadata(path, metadata)
+    checkpoint = Checkpoint(_format_of(metadata), [*entries, *values], metadata)
+    checkpoint._closers.append(close)
+    return checkpoint
+
+
+def _read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UnreadableCheckpointError(path, f"is not a readable JSON index ({exc})") from exc
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise UnreadableCheckpointError(path, "is not a sharded safetensors index ('weight_map' of name -> shard file)")
+    extra = index.get("metadata") or {}
+    if not isinstance(extra, dict):
+        raise UnreadableCheckpointError(path, "index 'metadata' is not an object")
+    return weight_map, {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
+
+
+def _read_sharded(path: Path) -> Checkpoint:
+    weight_map, index_metadata = _read_index(path)
+    checkpoint = Checkpoint(Format.SAFETENSORS, [])
+    by_name: dict[str, TensorEntry] = {}
+    metadata: dict[str, str] = {}
+    values: list[ValueEntry] = []
+    try:
+        for shard_name in dict.fromkeys(weight_map.values()):  # each shard once, in index order
+            shard = path.parent / shard_name
+            if not shard.is_file():
+                raise UnreadableCheckpointError(path, f"shard {shard_name!r} listed in the index is missing from {path.parent}")
+            tensors, shard_metadata, close = _open_file(shard)
+            checkpoint._closers.append(close)
+            values += _values_from_metadata(shard, shard_metadata)
+            metadata.update(shard_metadata)
+            for tensor in tensors:
+                if weight_map.get(tensor.name) != shard_name:
+                    raise UnreadableCheckpointError(path, f"shard {shard_name!r} holds {tensor.name!r}, which the index does not place there")
+                by_name[tensor.name] = tensor
+        for name, shard_name in weight_map.items():
+            if name not in by_name:
+                raise UnreadableCheckpointError(path, f"index places {name!r} in shard {shard_name!r}, which does not hold it")
+    except BaseException:
+        checkpoint.close()
+        raise
+    metadata.update(index_metadata)
+    checkpoint.entries = [*(by_name[name] for name in weight_map), *values]
+    checkpoint.metadata = metadata
+    checkpoint.format = _format_of(metadata)
+    checkpoint.notes.append(f"{len({*weight_map.values()})} shards joined from {path.name}")
+    return checkpoint
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _library_order(tensors: Sequence[TensorEntry]) -> list[TensorEntry]:
+    """The safetensors library's data order: largest dtype first, then by name."""
+    return sorted(tensors, key=lambda t: (-_LIBRARY_DTYPE_RANK[t.dtype.safetensors], t.name))
+
+
+def _metadata_with_values(entries: Iterable[Entry], metadata: dict[str, str]) -> dict[str, str]:
+    merged = dict(metadata)
+    for key, value in merged.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UsageError(f"safetensors metadata must be strings; {key!r} is {type(value).__name__}")
+    for entry in entries:
+        if isinstance(entry, ValueEntry):
+            merged[VALUE_PREFIX + entry.name] = json.dumps(entry.value, ensure_ascii=False)
+    return dict(sorted(merged.items()))
+
+
+def safetensors_header(tensors: Sequence[TensorEntry], metadata: dict[str, str]) -> bytes:
+    """The 8-byte length and space-padded JSON header for `tensors`, already in data order."""
+    header: dict[str, object] = {}
+    if metadata:
+        header[METADATA_KEY] = metadata
+    offset = 0
+    for tensor in tensors:
+        if tensor.name in header:
+            raise UsageError(f"tensor name {tensor.name!r} appears twice; safetensors names must be unique")
+        header[tensor.name] = {"dtype": tensor.dtype.safetensors, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
+        offset += tensor.nbytes
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % HEADER_ALIGNMENT)
+    return struct.pack("<Q", len(text)) + text
+
+
+def write_tensor_bytes(stream: BinaryIO, tensor: TensorEntry, on_bytes: Callable[[int], None] | None) -> int:
+    """Stream one tensor's chunks to `stream`; checks the source gave exactly nbytes."""
+    written = 0
+    for chunk in tensor.chunks():
+        stream.write(chunk)
+        written += len(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+    if written != tensor.nbytes:
+        raise WriteError(f"{tensor.name}: source gave {written} bytes, {tensor.dtype.name} {list(tensor.shape)} needs {tensor.nbytes}")
+    return written
+
+
+def write_safetensors(
+    stream: BinaryIO,
+    entries: Sequence[Entry],
+    *,
+    metadata: dict[str, str],
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """Write `entries` as one safetensors file, streaming one tensor at a time.
+
+    Args:
+        stream: a binary file positioned at its start.
+        entries: tensors (laid out in the library's order) and plain values (kept in metadata
+            as `convmigrate.value.<name>`).
+        metadata: str -> str, written sorted into `__metadata__`.
+        on_bytes: called with the size of every tensor chunk written (progress).
+
+    Example:
+        >>> write_safetensors(stream, [TensorEntry.from_array("w", array)], metadata={})  # doctest: +SKIP
+    """
+    tensors = _library_order([e for e in entries if isinstance(e, TensorEntry)])
+    stream.write(safetensors_header(tensors, _metadata_with_values(entries, metadata)))
+    for tensor in tensors:
+        write_tensor_bytes(stream, tensor, on_bytes)
+
+
+def write_ms_safetensors(
+    stream: BinaryIO,
+    entries: Sequence[Entry],
+    *,
+    metadata: dict[str, str],
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """`write_safetensors` with {"format": "ms"} in the metadata, as MindSpore writes it."""
+    write_safetensors(stream, entries, metadata={**metadata, **MS_FORMAT}, on_bytes=on_bytes)
+
+
+__all__ = ["read_safetensors", "write_safetensors", "write_ms_safetensors", "safetensors_header", "VALUE_PREFIX"]
