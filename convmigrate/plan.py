@@ -195,17 +195,26 @@ class _Planner:
                     self.add(Step([name], None, Op.DROP, _list(info.shape), None, info.dtype, None,
                                   Confidence.RULE, f"{what}: not a model parameter (pass --keep-extras to keep it)"))
 
-    def weight_norm(self) -> dict[str, tuple[WeightNormPair, int | None]]:
-        """Fold (or report) weight-normalised layers; returns folded weight name -> (pair, dim)."""
+    def weight_norm(self) -> tuple[dict[str, tuple[WeightNormPair, int | None]], dict[str, tuple[int, ...]]]:
+        """Fold (or report and keep) weight-normalised layers.
+
+        Returns the folded weights {weight name: (pair, dim)} and, for every pair, the shape its
+        plain weight has, so the layer's other parameters (its bias) are classified as a conv's.
+        """
         folded: dict[str, tuple[WeightNormPair, int | None]] = {}
+        virtual: dict[str, tuple[int, ...]] = {}
         if self.direction is not Direction.TORCH_TO_MS:
-            return folded
+            return folded, virtual
         for pair in find_weight_norm_pairs(n for n in self.order if n not in self.claimed):
             g, v = self.sources[pair.g], self.sources[pair.v]
+            virtual[pair.folded_name] = v.shape or ()
             if not self.options.fold_weight_norm:
                 self.problem(Severity.WARNING, "weight_norm", pair.layer,
                              f"{pair.layer} is weight-normalised ({pair.g}, {pair.v}); MindSpore's nn.Conv1d "
                              "has no weight norm: pass --fold-weight-norm to fold them into one weight")
+                for info in (g, v):
+                    self.add(Step([info.name], info.name, Op.COPY, _list(info.shape), _list(info.shape), info.dtype,
+                                  None, Confidence.RULE, "weight norm kept as it is (pass --fold-weight-norm)"))
                 continue
             try:
                 dim = infer_dim(g.shape or (), v.shape or ())
@@ -214,18 +223,19 @@ class _Planner:
                 continue
             folded[pair.folded_name] = (pair, dim)
             self.claimed.update((pair.g, pair.v))
-        return folded
+        return folded, virtual
 
-    def layers(self, folded: Mapping[str, tuple[WeightNormPair, int | None]]) -> None:
+    def layers(self, folded: Mapping[str, tuple[WeightNormPair, int | None]],
+               virtual: Mapping[str, tuple[int, ...]]) -> None:
         # Every unclaimed tensor (and each folded weight) belongs to the layer named by its prefix.
         params: dict[str, dict[str, tuple[int, ...]]] = defaultdict(dict)
         for name in self.order:
             if name not in self.claimed:
                 layer, suffix = split_name(name)
                 params[layer][suffix] = self.sources[name].shape or ()
-        for weight_name, (pair, _dim) in folded.items():
+        for weight_name, shape in virtual.items():
             layer, suffix = split_name(weight_name)
-            params[layer][suffix] = self.sources[pair.v].shape or ()
+            params[layer][suffix] = shape
         # Emit in input order: a folded weight stands where its v stood.
         v_to_folded = {pair.v: name for name, (pair, _d) in folded.items()}
         for name in self.order:
@@ -324,6 +334,9 @@ class _Planner:
     def resolve_against_reference(self, step: Step, reference: Mapping[str, tuple[int, ...]]) -> None:
         shape = tuple(step.source_shape) if step.source_shape is not None else None
         candidates = self.reference_candidates(step)
+        # The reference outranks every rule: guesses about this step no longer matter.
+        self.plan.problems = [p for p in self.plan.problems
+                              if not (p.code in ("guess", "ambiguous") and p.name in step.sources)]
         for target in candidates:
             if target not in reference:
                 continue
@@ -340,7 +353,6 @@ class _Planner:
                 step.reason += f"; the reference names {target}"
             step.target, step.target_shape = target, list(want)
             step.confidence = Confidence.REFERENCE
-            self.plan.problems = [p for p in self.plan.problems if not (p.code == "guess" and p.name in step.sources)]
             return
         self.problem(Severity.WARNING, "unexpected", step.sources[0] if step.sources else str(step.target),
                      f"{step.target}: not in the reference; not written")
@@ -369,8 +381,8 @@ class _Planner:
 
     def build(self) -> Plan:
         self.exclusions_and_extras()
-        folded = self.weight_norm()
-        self.layers(folded)
+        folded, virtual = self.weight_norm()
+        self.layers(folded, virtual)
         self.apply_reference()
         self.plan.steps.sort(key=lambda s: s.op is Op.DROP)  # written steps first, input order kept
         return self.plan

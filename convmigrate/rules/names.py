@@ -55,7 +55,7 @@ PARAM_NAMES: dict[str, tuple[ParamName, ...]] = {
 # a bias-free Linear or an Embedding; a lone 1-D `weight` a PReLU or a bias-free LayerNorm).
 _EMBEDDING_HINT = r"(^|[._])(emb|embed|embeds|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings)$"
 _NORM_HINT = r"(norm|^ln|[._]ln(_?\w*)?$|[._]bn\d*$|[._]gn$)"
-_PRELU_HINT = r"prelu"
+_PRELU_HINT = r"(prelu|(^|[._])act(ivation)?\d*$)"
 
 
 @dataclass(frozen=True)
