@@ -105,7 +105,8 @@ class TensorEntry:
                 raise ValueError(f"{name}: no dtype for NumPy {array.dtype}")
             dtype = matches[0]
         data = np.ascontiguousarray(array, dtype=dtype.numpy)
-        return cls(name, dtype, tuple(data.shape), lambda: (memoryview(data).cast("B"),))
+        # Flatten first: memoryview cannot cast a view with a zero in its shape, e.g. (0, 3).
+        return cls(name, dtype, tuple(data.shape), lambda: (memoryview(data.reshape(-1)).cast("B"),))
 
 
 @dataclass(frozen=True)

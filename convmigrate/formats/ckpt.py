@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import numpy as np
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
+from convmigrate.formats.safetensors_file import _closer, _map_file
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -280,22 +280,11 @@ def read_ckpt(path: Path) -> Checkpoint:
     Raises UnreadableCheckpointError naming the problem for a damaged or foreign file.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:  # mmap refuses empty files
-                return Checkpoint(Format.CKPT, [])
-            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    data, _ = _map_file(path)
+    if data is None:  # an empty file cannot be mapped; save_checkpoint([]) writes one
+        return Checkpoint(Format.CKPT, [])
     view = memoryview(data)
-
-    def close() -> None:
-        view.release()
-        try:
-            data.close()
-        except BufferError:
-            pass  # a caller still holds a tensor's slice; the map is unmapped when it is freed
-
+    close = _closer(data, view)
     try:
         entries = _Walker(path, data, view, _end_without_crc(path, view)).entries()
     except BaseException:
