@@ -1,0 +1,433 @@
+"""torch.save files: a reader over torch.load, and a streaming writer of torch's zip format.
+
+This is the only module that imports torch.
+
+Reading uses `torch.load(map_location="cpu", weights_only=True)`, memory-mapped for zip files
+(`mmap=True` exists for the zip format only; a legacy pre-1.6 file is read into memory). A file
+that weights_only refuses would run pickle code when loaded: it raises `UnsafePickleError`
+naming the global it asked for, unless `trust_pickle` is given. The state dict is found inside
+the usual training wrappers (see `_WRAPPER_KEYS`); what was left out is recorded in
+`Checkpoint.notes`, never dropped silently. A tensor entry's bytes are the tensor's own logical
+C-order bytes (a view that is non-contiguous, offset into, or shares a bigger storage gives only
+its own elements), produced when asked for: zero-copy for contiguous tensors.
+
+Writing produces what `torch.save(OrderedDict(...))` of torch 2.13 produces, streaming, without
+ever holding the tensors in memory: a zip (stored, not compressed) laid out the way torch's
+miniz-based `PyTorchStreamWriter` lays it out, measured on real files:
+
+    archive/data.pkl                 pickle protocol 2 of the OrderedDict (shapes and dtypes only)
+    archive/.format_version          "1"
+    archive/.storage_alignment       "64"
+    archive/byteorder                "little"
+    archive/data/0, data/1, ...      one record per tensor, in entry order
+    archive/version                  "3\\n"
+    archive/.data/serialization_id   40 decimal digits
+
+Every record's data starts at a multiple of 64 bytes: the local header carries an extra field
+"FB" + length + "Z" padding (after a zip64 extra field when the record or its offset passes
+4 GiB). Local headers hold zero CRC and sizes (flag bit 3); a data descriptor follows the data
+(16 bytes, or 24 with 8-byte sizes in the zip64 case), except after an empty record. The
+central directory is followed by a zip64 end record, its locator and the classic end record.
+Keeping this exact layout matters: with `torch.utils.serialization.config.load.
+calculate_storage_offsets`, torch.load computes each record's offset from this arithmetic
+instead of reading the headers. Our serialization id is derived from the content, so writing
+the same entries twice gives the same bytes.
+
+In data.pkl each tensor is `torch._utils._rebuild_tensor_v2(persistent_load(("storage",
+torch.<Type>Storage, key, "cpu", numel)), 0, size, stride, False, OrderedDict())`; uint16/32/64
+have no legacy storage class, so, as torch does, they use `_rebuild_tensor_v3` with an
+`UntypedStorage` of `nbytes` and the dtype as the last argument. Plain values are pickled as
+themselves. The `metadata` argument is ignored: torch.save files have no place for it.
+
+Example:
+    >>> with read_torch(Path("model.pt")) as ckpt:                         # doctest: +SKIP
+    ...     with open("copy.pt", "wb") as stream:
+    ...         write_torch(stream, ckpt.entries, metadata={})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import pickle
+import re
+import struct
+import zipfile
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
+from convmigrate.vocab import DTYPES, Format
+
+# Keys under which training code stores the model's state dict, tried in this order.
+_WRAPPER_KEYS: tuple[str, ...] = (
+    "state_dict",  # PyTorch Lightning, most trainers
+    "model_state_dict",  # PyTorch tutorials' checkpoint recipe
+    "model",  # timm/DeiT train output, fairseq, detectron2
+    "module",  # DeepSpeed
+    "state",
+    "ema",  # timm/YOLO exponential moving average
+    "model_ema",
+    "ema_state_dict",
+    "net",
+    "network",
+    "weights",
+    "params",  # BasicSR / ESRGAN
+    "params_ema",
+    "generator",  # GANs
+)
+_MAX_WRAPPER_DEPTH = 3
+_PLAIN_VALUE_TYPES = (bool, int, float, str)
+_DATA_PARALLEL_PREFIX = "module."
+
+# --------------------------------------------------------------------------- reading
+
+
+def _wanted_global(error: BaseException) -> str:
+    """The global a refused pickle asked for, from torch's weights_only message."""
+    text = str(error)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"global {found.group(1)}"
+    detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    return detail.group(1).strip() if detail else "something weights_only does not allow"
+
+
+def _load(path: Path, *, zipped: bool, trust_pickle: bool) -> object:
+    def load(weights_only: bool) -> object:
+        return torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=zipped)
+
+    try:
+        try:
+            return load(weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Weights only load failed" not in str(exc):
+                raise
+            if not trust_pickle:
+                raise UnsafePickleError(
+                    path,
+                    f"loading it would run pickle code (it asks for {_wanted_global(exc)}); "
+                    "pass --trust-pickle only if you trust where the file came from",
+                ) from None
+            return load(weights_only=False)
+    except UnreadableCheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, pickle errors...
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnreadableCheckpointError(path, f"torch.load cannot read it ({type(exc).__name__}: {first_line})") from exc
+
+
+def _holds_tensors(value: object, depth: int = 0) -> bool:
+    if isinstance(value, torch.nn.Module):
+        return True
+    if not isinstance(value, Mapping) or depth > _MAX_WRAPPER_DEPTH:
+        return False
+    return any(isinstance(v, torch.Tensor) or _holds_tensors(v, depth + 1) for v in value.values())
+
+
+def _find_state_dict(path: Path, loaded: object, notes: list[str], where: str = "", depth: int = 0) -> Mapping:
+    """The mapping of names to tensors inside `loaded`, noting which key it came from."""
+    if isinstance(loaded, torch.nn.Module):
+        notes.append(f"file{where} holds a whole pickled {type(loaded).__name__} module; its state_dict() was taken")
+        return loaded.state_dict()
+    if not isinstance(loaded, Mapping):
+        raise UnreadableCheckpointError(path, f"holds a {type(loaded).__name__}{where}, not a state dict (a mapping of names to tensors)")
+    if any(isinstance(v, torch.Tensor) for v in loaded.values()):
+        return loaded
+    keys = [k for k in _WRAPPER_KEYS if k in loaded] + [k for k in loaded if k not in _WRAPPER_KEYS]
+    for key in keys:
+        if depth < _MAX_WRAPPER_DEPTH and _holds_tensors(loaded[key]):
+            others = [repr(k) for k in loaded if k != key]
+            left_out = f"; left out the other keys: {', '.join(others)}" if others else ""
+            notes.append(f"state dict found under {where}[{key!r}]{left_out}")
+            return _find_state_dict(path, loaded[key], notes, f"{where}[{key!r}]", depth + 1)
+    top = ", ".join(repr(k) for k in list(loaded)[:10]) or "none"
+    raise UnreadableCheckpointError(path, f"holds no tensors{where} (keys: {top}); it is not a model checkpoint")
+
+
+def _source(tensors: dict[str, torch.Tensor], name: str) -> Callable[[], tuple[memoryview]]:
+    def source() -> tuple[memoryview]:
+        if name not in tensors:
+            raise ValueError(f"{name}: the checkpoint was closed")
+        tensor = tensors[name].detach().resolve_conj().resolve_neg()
+        # reshape(-1) is a view of a contiguous tensor and a C-order copy of any other view.
+        flat = tensor.reshape(-1).view(torch.uint8)
+        return (memoryview(flat.numpy()),)
+
+    return source
+
+
+def _tensor_entry(path: Path, name: str, tensor: torch.Tensor, tensors: dict[str, torch.Tensor]) -> TensorEntry:
+    dtype = DTYPES.get(str(tensor.dtype).removeprefix("torch."))
+    if dtype is None:
+        raise UnreadableCheckpointError(path, f"tensor {name!r} has dtype {tensor.dtype}, which convmigrate does not carry")
+    if tensor.layout is not torch.strided or tensor.is_quantized:
+        raise UnreadableCheckpointError(path, f"tensor {name!r} is {tensor.layout}{' quantized' if tensor.is_quantized else ''}; only dense tensors can be converted")
+    tensors[name] = tensor
+    return TensorEntry(name, dtype, tuple(tensor.shape), _source(tensors, name))
+
+
+def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
+    """Open a torch.save file (zip or legacy) with its tensors memory-mapped where possible.
+
+    Args:
+        path: the file.
+        trust_pickle: load it even if that runs pickle code (only for files you trust).
+
+    Returns:
+        A TORCH Checkpoint of the state dict's tensors and plain values, in the file's order;
+        notes say where the state dict was found and what was left out.
+
+    Raises:
+        UnsafePickleError: loading would run pickle code and `trust_pickle` is False.
+        UnreadableCheckpointError: torch cannot load it, or it holds no state dict.
+
+    Example:
+        >>> with read_torch(Path("model.pt")) as ckpt:                      # doctest: +SKIP
+        ...     print(ckpt.notes)
+    """
+    path = Path(path)
+    zipped = zipfile.is_zipfile(path)
+    loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle)
+    notes: list[str] = []
+    if not zipped:
+        notes.append("legacy (pre-1.6) torch.save format: tensors were read into memory, not mapped")
+    state = _find_state_dict(path, loaded, notes)
+    tensors: dict[str, torch.Tensor] = {}
+    entries: list[Entry] = []
+    left_out: list[str] = []
+    for name, value in state.items():
+        if not isinstance(name, str):
+            left_out.append(f"{name!r} (a {type(name).__name__} key)")
+        elif isinstance(value, torch.Tensor):
+            entries.append(_tensor_entry(path, name, value, tensors))
+        elif isinstance(value, _PLAIN_VALUE_TYPES):
+            entries.append(ValueEntry(name, value))
+        else:
+            left_out.append(f"{name!r} ({type(value).__name__})")
+    if left_out:
+        notes.append(f"left out {len(left_out)} entries that are neither tensors nor plain values: {', '.join(left_out)}")
+    if tensors and all(name.startswith(_DATA_PARALLEL_PREFIX) for name in tensors):
+        notes.append("every tensor name starts with 'module.' (saved from DataParallel/DistributedDataParallel); kept as is")
+    del loaded, state  # the tensors dict keeps the mapped tensors alive until close()
+    checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
+    checkpoint._closers.append(tensors.clear)
+    return checkpoint
+
+
+# --------------------------------------------------------------------------- writing
+
+ARCHIVE_NAME = "archive"  # what torch.save names the archive folder when given a stream
+STORAGE_ALIGNMENT = 64
+FILE_FORMAT_VERSION = b"3\n"  # archive/version as torch 2.13 writes it
+_ZIP64_LIMIT = 0xFFFFFFFF  # miniz switches a record to zip64 at sizes or offsets >= this
+_IN_ZIP64_FIELD = 0xFFFFFFFF  # a 32-bit field holding this means "see the zip64 extra field"
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # signature ... name length, extra length
+_CENTRAL_HEADER = struct.Struct("<IHHHHHHIIIHHHHHII")
+_FLAG_UTF8 = 0x0800
+_FLAG_DATA_DESCRIPTOR = 0x0008
+_ZIP64_END_VERSION_MADE_BY = 0x031E  # what torch's files carry: unix, spec 3.0
+_ZIP64_END_VERSION_NEEDED = 45
+
+
+class _TorchZipWriter:
+    """Writes zip records exactly as torch's miniz writer does. States: open -> finished.
+
+    Offsets count from the stream's position when the writer was made (the start of the file).
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.offset = 0
+        self.central: list[bytes] = []
+        self.digest = hashlib.sha256()
+        self.state = "open"
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self.stream.write(data)
+        self.offset += len(data)
+
+    def add(self, name: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
+        """One stored record of `size` bytes, its data taken from `chunks`."""
+        if self.state != "open":
+            raise RuntimeError(f"_TorchZipWriter.add({name!r}) after the archive was {self.state}")
+        full_name = f"{ARCHIVE_NAME}/{name}".encode("utf-8")
+        header_offset = self.offset
+        zip64 = size >= _ZIP64_LIMIT or header_offset >= _ZIP64_LIMIT
+        zip64_extra = _zip64_extra(size, header_offset) if zip64 else b""
+        # The "FB" field pads the local header so the data starts on a 64-byte boundary.
+        unpadded = header_offset + _LOCAL_HEADER.size + len(full_name) + len(zip64_extra) + 4
+        padding = -unpadded % STORAGE_ALIGNMENT
+        extra = zip64_extra + b"FB" + struct.pack("<H", padding) + b"Z" * padding
+        flags = _FLAG_UTF8 | (_FLAG_DATA_DESCRIPTOR if size else 0)
+        self._write(_LOCAL_HEADER.pack(0x04034B50, 0, flags, 0, 0, 0, 0, 0, 0, len(full_name), len(extra)))
+        self._write(full_name + extra)
+        crc, written = 0, 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            written += len(chunk)
+            self._write(chunk)
+        if written != size:
+            raise WriteError(f"{name}: wrote {written} bytes where {size} were announced")
+        if size:
+            sizes = struct.pack("<QQ" if zip64 else "<II", size, size)
+            self._write(struct.pack("<II", 0x08074B50, crc) + sizes)
+        central_extra = _zip64_extra(size, header_offset) if zip64 else b""
+        self.central.append(
+            _CENTRAL_HEADER.pack(
+                0x02014B50, 0, 0, flags, 0, 0, 0, crc, _field32(size), _field32(size),
+                len(full_name), len(central_extra), 0, 0, 0, 0, _field32(header_offset),
+            )
+            + full_name
+            + central_extra
+        )
+        self.digest.update(struct.pack("<QI", size, crc) + full_name)
+
+    def finish(self) -> None:
+        """The central directory, the zip64 end record and locator, the end record."""
+        if self.state != "open":
+            raise RuntimeError(f"_TorchZipWriter.finish() after the archive was {self.state}")
+        self.state = "finished"
+        directory_offset = self.offset
+        for record in self.central:
+            self._write(record)
+        count, directory_size = len(self.central), self.offset - directory_offset
+        zip64_end_offset = self.offset
+        self._write(
+            struct.pack(
+                "<IQHHIIQQQQ", 0x06064B50, 44, _ZIP64_END_VERSION_MADE_BY, _ZIP64_END_VERSION_NEEDED,
+                0, 0, count, count, directory_size, directory_offset,
+            )
+        )
+        self._write(struct.pack("<IIQI", 0x07064B50, 0, zip64_end_offset, 1))
+        self._write(
+            struct.pack(
+                "<IHHHHIIH", 0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
+                _field32(directory_size), _field32(directory_offset), 0,
+            )
+        )
+
+    def serialization_id(self) -> bytes:
+        """40 decimal digits like torch's, but derived from the content (reproducible files)."""
+        high, low = struct.unpack("<QQ", self.digest.digest()[:16])
+        return f"{high:020d}{low:020d}".encode("ascii")
+
+
+def _field32(value: int) -> int:
+    return _IN_ZIP64_FIELD if value >= _ZIP64_LIMIT else value
+
+
+def _zip64_extra(size: int, header_offset: int) -> bytes:
+    """The zip64 extra field with the values that do not fit 32 bits, in the spec's order."""
+    fields = b""
+    if size >= _ZIP64_LIMIT:
+        fields += struct.pack("<QQ", size, size)  # uncompressed, compressed
+    if header_offset >= _ZIP64_LIMIT:
+        fields += struct.pack("<Q", header_offset)
+    return struct.pack("<HH", 0x0001, len(fields)) + fields
+
+
+class _StorageRef:
+    """Pickled through persistent_id as torch's ("storage", type, key, location, numel)."""
+
+    def __init__(self, storage_type: type, key: str, numel: int) -> None:
+        self.pid = ("storage", storage_type, key, "cpu", numel)
+
+
+class _TensorRef:
+    """Pickles as the `_rebuild_tensor_v2/_v3(...)` call torch writes for a tensor."""
+
+    def __init__(self, entry: TensorEntry, key: str) -> None:
+        shape = entry.shape
+        stride = tuple(math.prod(max(s, 1) for s in shape[i + 1 :]) for i in range(len(shape)))  # torch's contiguous strides
+        if entry.dtype.torch_storage is not None:
+            storage = _StorageRef(getattr(torch, entry.dtype.torch_storage), key, entry.numel)
+            self.reduced = (torch._utils._rebuild_tensor_v2, (storage, 0, shape, stride, False, OrderedDict()))
+        else:  # uint16/32/64: an untyped byte storage and the dtype, as torch.save writes them
+            storage = _StorageRef(torch.storage.UntypedStorage, key, entry.nbytes)
+            dtype = getattr(torch, entry.dtype.name)
+            self.reduced = (torch._utils._rebuild_tensor_v3, (storage, 0, shape, stride, False, OrderedDict(), dtype))
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        return self.reduced
+
+
+class _StatePickler(pickle.Pickler):
+    def persistent_id(self, obj: object) -> object:
+        return obj.pid if isinstance(obj, _StorageRef) else None
+
+
+def state_dict_pickle(entries: Sequence[Entry]) -> bytes:
+    """data.pkl for `entries`: tensors as storage references keyed "0", "1", ... in order."""
+    state: OrderedDict[str, object] = OrderedDict()
+    key = 0
+    for entry in entries:
+        if entry.name in state:
+            raise UsageError(f"entry name {entry.name!r} appears twice; a state dict needs unique names")
+        if isinstance(entry, TensorEntry):
+            state[entry.name] = _TensorRef(entry, str(key))
+            key += 1
+        else:
+            state[entry.name] = entry.value
+    buffer = io.BytesIO()
+    _StatePickler(buffer, protocol=2).dump(state)
+    return buffer.getvalue()
+
+
+def write_torch(
+    stream: BinaryIO,
+    entries: Sequence[Entry],
+    *,
+    metadata: dict[str, str],
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """Write `entries` as a torch.save zip file, one tensor at a time.
+
+    Args:
+        stream: a binary file positioned at its start (it need not be seekable).
+        entries: tensors and plain values, written as an OrderedDict in this order.
+        metadata: ignored; torch.save files have no place for it.
+        on_bytes: called with the size of every tensor chunk written (progress).
+
+    Example:
+        >>> with open("model.pt", "wb") as stream:                          # doctest: +SKIP
+        ...     write_torch(stream, [TensorEntry.from_array("w", array)], metadata={})
+        >>> torch.load("model.pt", weights_only=True, mmap=True)["w"]       # doctest: +SKIP
+    """
+    del metadata
+    zip_writer = _TorchZipWriter(stream)
+    data_pkl = state_dict_pickle(entries)
+    zip_writer.add("data.pkl", [data_pkl], len(data_pkl))
+    for name, content in ((".format_version", b"1"), (".storage_alignment", str(STORAGE_ALIGNMENT).encode()), ("byteorder", b"little")):
+        zip_writer.add(name, [content], len(content))
+    tensors = [e for e in entries if isinstance(e, TensorEntry)]
+    for key, tensor in enumerate(tensors):
+        zip_writer.add(f"data/{key}", _counted(tensor, on_bytes), tensor.nbytes)
+    zip_writer.add("version", [FILE_FORMAT_VERSION], len(FILE_FORMAT_VERSION))
+    serialization_id = zip_writer.serialization_id()
+    zip_writer.add(".data/serialization_id", [serialization_id], len(serialization_id))
+    zip_writer.finish()
+
+
+def _counted(tensor: TensorEntry, on_bytes: Callable[[int], None] | None) -> Iterable[memoryview]:
+    """The tensor's chunks, reported to `on_bytes`; its source must give exactly nbytes."""
+    written = 0
+    for chunk in tensor.chunks():
+        written += len(chunk)
+        if written > tensor.nbytes:
+            break
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+        yield chunk
+    if written != tensor.nbytes:
+        raise WriteError(f"{tensor.name}: source gave {written}+ bytes, {tensor.dtype.name} {list(tensor.shape)} needs {tensor.nbytes}")
+
+
+__all__ = ["read_torch", "write_torch", "state_dict_pickle"]
