@@ -224,6 +224,15 @@ def test_mindspore_drops_zero_size_tensors_but_loads_ours(ms, tmp_path):
     assert ms_values(ms, ours) == [("z", "Float32", (0, 3), b""), ("k", "Int8", (2,), b"\x01\x01")]
 
 
+def test_legacy_scalar_and_packed_dims_read_like_mindspore(ms, tmp_path):
+    """MindSpore 1.x wrote scalars with dims [0]; packed dims are legal protobuf."""
+    packed = proto_value("p", [2, 3], "Int8", bytes(range(6))).replace(b"\x08\x02\x08\x03", b"\x0a\x02\x02\x03")
+    path = damaged(tmp_path, proto_value("old", [0], "Float32", np.float32(1.5).tobytes()) + packed)
+    with read_ckpt(path) as checkpoint:
+        assert our_values(checkpoint) == ms_values(ms, path)
+        assert [e.shape for e in checkpoint.entries] == [(), (2, 3)]
+
+
 def test_encrypted_file_is_refused_with_advice(ms, tmp_path):
     path = ms_save(ms, tmp_path / "enc.ckpt", {"w": np.arange(64, dtype=np.float32)}, enc_key=b"0123456789abcdef")
     with pytest.raises(UnreadableCheckpointError, match="enc_key.*dec_key"):

@@ -19,8 +19,9 @@ is itself one Checkpoint message). A Float32 tensor "w" of shape (3,):
 
 Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
 - A tensor over 512 MiB is written as several consecutive Values with the same tag and the
-  full dims; its raw bytes are cut into 512 MiB pieces (the last one shorter). The reader
-  joins consecutive same-tag contents.
+  full dims. The usual (synchronous) save cuts its raw bytes into 512 MiB pieces, the last one
+  shorter; we write the same. async_save uses numpy.array_split along axis 0 instead. Either
+  way the reader just joins consecutive same-tag contents.
 - `crc_check=True` appends b"crc_num" + CRC-32 of all bytes before it, 10 bytes big-endian.
 - Scalars have no dims (MindSpore 1.x wrote dims [0]; its loader still maps [0] to a scalar).
 - `str` values: tensor_type "str", dims [0], content UTF-32-LE as NumPy's 'U' dtype stores
@@ -28,7 +29,8 @@ Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
 - Python int / float / bool values become Int64 / Float32 / Bool scalars. We write floats as
   Float64 instead, so the value survives exactly; MindSpore loads either.
 - save_checkpoint([]) writes an empty file (or only the CRC tail), and silently drops
-  zero-size tensors; we write those as one Value with empty content, which MindSpore loads.
+  zero-size tensors; we write those as one Value with empty content, which MindSpore loads
+  (except shape (0,): its loader turns dims [0] into a scalar).
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ class _Walker:
     def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int) -> None:
         self.path, self.data, self.view, self.end = path, data, view, end
 
-    def fail(self, at: int, problem: str) -> NoReturn:
-        raise UnreadableCheckpointError(self.path, f"{problem} (at byte {at}); the file is damaged")
+    def fail(self, at: int, problem: str, damaged: bool = True) -> NoReturn:
+        verdict = "; the file is damaged" if damaged else ""
+        raise UnreadableCheckpointError(self.path, f"{problem} (at byte {at}){verdict}")
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
         """The varint at `pos` and the position after it."""
@@ -133,14 +136,14 @@ class _Walker:
             elif wire == LEN:
                 length, pos = self.varint(pos, end)
                 if length > end - pos:
-                    self.fail(at, f"truncated: a {message} field needs {length} bytes, only {end - pos} remain")
+                    self.fail(at, f"truncated: a field of a {message} message needs {length} bytes, only {end - pos} remain")
                 value, pos = (pos, pos + length), pos + length
             else:
                 self.unexpected(number, wire, at, message)
             yield number, wire, value, at
 
     def unexpected(self, number: int, wire: int, at: int, message: str) -> NoReturn:
-        self.fail(at, f"field {number} with wire type {wire} cannot belong to a checkpoint {message}")
+        self.fail(at, f"field {number} with wire type {wire} cannot belong to a {message} message of a MindSpore checkpoint")
 
     def text(self, span: tuple[int, int], at: int, what: str) -> str:
         try:
@@ -157,9 +160,9 @@ class _Walker:
                 "without enc_key",
             )
         values = []
-        for number, wire, span, at in self.fields(0, self.end, "file"):
+        for number, wire, span, at in self.fields(0, self.end, "Checkpoint"):
             if (number, wire) != (VALUE, LEN):
-                self.unexpected(number, wire, at, "file")
+                self.unexpected(number, wire, at, "Checkpoint")
             values.append(self.value(span, at))
         return values
 
@@ -171,7 +174,7 @@ class _Walker:
             elif (number, wire) == (TENSOR, LEN):
                 self.tensor(item, record)
             elif (number, wire) == (MAPTENSOR, LEN):
-                self.fail(field_at, "holds a MapParameter (maptensor), which convmigrate cannot read")
+                self.fail(field_at, "holds a MapParameter (maptensor), which convmigrate cannot read", damaged=False)
             else:
                 self.unexpected(number, wire, field_at, "Value")
         if record.tag is None:
@@ -228,17 +231,19 @@ class _Walker:
         dtype = BY_MINDSPORE.get(tensor_type)
         if dtype is None:
             known = ", ".join([*BY_MINDSPORE, STR_TYPE])
-            self.fail(first.offset, f"tensor {tag!r} has tensor_type {tensor_type!r}, which convmigrate cannot read (known: {known})")
+            problem = f"tensor {tag!r} has tensor_type {tensor_type!r}, which convmigrate cannot read (known: {known})"
+            self.fail(first.offset, problem, damaged=False)
         if any(dim < 0 for dim in first.dims):
             self.fail(first.offset, f"tensor {tag!r} has a negative dimension in dims {first.dims}")
         shape = tuple(first.dims)
         if shape == (0,) and size == dtype.itemsize:
             shape = ()  # MindSpore 1.x wrote scalars with dims [0]; its loader still reads them so
-        needed = math.prod(shape) * dtype.itemsize
+        needed = math.prod(shape) * dtype.itemsize  # a Python int: absurd dims allocate nothing
+        described = f"dims {first.dims} of {tensor_type}"
         if needed > len(self.data):
-            self.fail(first.offset, f"tensor {tag!r}: dims {first.dims} of {tensor_type} would need {needed} bytes, more than the whole file")
+            self.fail(first.offset, f"tensor {tag!r}: {described} would need {needed} bytes, more than the whole file")
         if needed != size:
-            self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but dims {first.dims} of {tensor_type} need {needed}")
+            self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but {described} need {needed}")
         view = self.view
         return TensorEntry(tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans))
 
