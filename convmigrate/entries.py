@@ -104,7 +104,7 @@ class TensorEntry:
             if not matches:
                 raise ValueError(f"{name}: no dtype for NumPy {array.dtype}")
             dtype = matches[0]
-        data = np.ascontiguousarray(array, dtype=dtype.numpy)
+        data = np.asarray(array, dtype=dtype.numpy, order="C")  # ascontiguousarray would make 0-d 1-d
         # Flatten first: memoryview cannot cast a view with a zero in its shape, e.g. (0, 3).
         return cls(name, dtype, tuple(data.shape), lambda: (memoryview(data.reshape(-1)).cast("B"),))
 

@@ -103,7 +103,7 @@ def _folded_entry(step: Step, by_name: dict[str, Entry]) -> TensorEntry:
 
     def compute() -> tuple[memoryview]:
         folded = fold_weight_norm(g.array(), v.array(), step.fold_dim, v.dtype)
-        return (memoryview(np.ascontiguousarray(folded)).cast("B"),)
+        return (memoryview(np.asarray(folded, order="C")).cast("B"),)
 
     return TensorEntry(str(step.target), v.dtype, tuple(step.target_shape or v.shape), compute)
 

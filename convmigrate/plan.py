@@ -384,8 +384,19 @@ class _Planner:
         folded, virtual = self.weight_norm()
         self.layers(folded, virtual)
         self.apply_reference()
+        self.place_created()
         self.plan.steps.sort(key=lambda s: s.op is Op.DROP)  # written steps first, input order kept
         return self.plan
+
+    def place_created(self) -> None:
+        """Put each created parameter right after its layer's others, where PyTorch keeps it."""
+        created = [s for s in self.plan.steps if s.op is Op.CREATE]
+        steps = [s for s in self.plan.steps if s.op is not Op.CREATE]
+        for step in created:
+            layer = split_name(str(step.target))[0]
+            last = max((i for i, s in enumerate(steps) if s.target and split_name(s.target)[0] == layer), default=len(steps) - 1)
+            steps.insert(last + 1, step)
+        self.plan.steps = steps
 
 
 def _list(shape: tuple[int, ...] | None) -> list[int] | None:

@@ -29,7 +29,7 @@ class CliResult:
 
 def run_cli(*args: object) -> CliResult:
     """Run `convmigrate ARGS...` in-process (the same Typer app the console script runs)."""
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [str(a) for a in args], catch_exceptions=False)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

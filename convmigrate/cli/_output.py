@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-console = Console()
-error_console = Console(stderr=True)
+# Piped output (CI logs) gets 160 columns rather than rich's 80, so names stay on one line.
+_LOG_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_LOG_WIDTH)
+error_console = Console(stderr=True, width=_LOG_WIDTH)
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
@@ -23,3 +28,11 @@ TrustPickleOption = Annotated[
     ),
 ]
 InputPath = Annotated[Path, typer.Argument(help="A checkpoint: .pt/.pth/.bin, .safetensors (or *.index.json), .ckpt.")]
+
+
+def table(*headers: str) -> Table:
+    """A plain table whose cells wrap instead of cutting names: logs must show whole names."""
+    grid = Table(box=None, header_style="bold")
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    return grid

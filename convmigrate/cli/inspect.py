@@ -7,10 +7,9 @@ from collections import Counter
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from convmigrate.cli._errors import reported_errors
-from convmigrate.cli._output import DebugOption, InputPath, JsonOption, TrustPickleOption, console
+from convmigrate.cli._output import DebugOption, InputPath, JsonOption, TrustPickleOption, console, table
 from convmigrate.entries import Checkpoint, TensorEntry, ValueEntry
 from convmigrate.formats import open_checkpoint
 from convmigrate.rules.conv import looks_like_conv1d
@@ -57,12 +56,12 @@ def _render(summary: dict, path: str) -> None:
     console.print("dtypes: " + ", ".join(f"{name} x{count}" for name, count in summary["dtypes"].items()))
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-    table = Table("name", "shape", "dtype", "conv1d", box=None, header_style="bold")
+    grid = table("name", "shape", "dtype", "conv1d")
     for row in summary["tensors"]:
-        table.add_row(row["name"], str(tuple(row["shape"])), row["dtype"], row.get("conv1d_candidate", ""))
+        grid.add_row(row["name"], str(tuple(row["shape"])), row["dtype"], row.get("conv1d_candidate", ""))
     for value in summary["values"]:
-        table.add_row(value["name"], "value", type(value["value"]).__name__, repr(value["value"])[:40])
-    console.print(table)
+        grid.add_row(value["name"], "value", type(value["value"]).__name__, repr(value["value"])[:40])
+    console.print(grid)
 
 
 def inspect_command(

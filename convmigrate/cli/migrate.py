@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from convmigrate import __version__
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import (
-    DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console,
+    DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console, table,
 )
 from convmigrate.cli._progress import byte_progress
 from convmigrate.errors import CheckFailedError
@@ -36,20 +36,24 @@ def _problem_style(severity: Severity, strict: bool) -> str:
     return "red" if severity is Severity.ERROR or strict else "yellow"
 
 
+def _shape(shape: list[int] | None) -> str:
+    return "-" if shape is None else str(tuple(shape)).replace(" ", "")
+
+
 def render_plan(result: MigrationResult, full: bool) -> None:
     """The plan as a table (every step when `full`, else only what changed) and its problems."""
     plan = result.plan
-    table = Table("source", "target", "op", "shape", "kind", "why", box=None, header_style="bold")
+    grid = table("source", "target", "op", "shape", "why")
     for step in plan.steps:
         if not full and step.op is Op.COPY:
             continue
-        shape = f"{tuple(step.source_shape) if step.source_shape is not None else '-'}"
+        shape = _shape(step.source_shape)
         if step.target_shape is not None and step.target_shape != step.source_shape:
-            shape += f" -> {tuple(step.target_shape)}"
-        table.add_row(", ".join(step.sources) or "-", step.target or "-", step.op.value, shape,
-                      step.layer_kind or "", f"[{step.confidence.value}] {step.reason}")
-    if table.row_count:
-        console.print(table)
+            shape += f" -> {_shape(step.target_shape)}"
+        grid.add_row("\n".join(step.sources) or "-", step.target or "-", step.op.value, shape,
+                     escape(f"{step.reason} [{step.confidence.value}]"))
+    if grid.row_count:
+        console.print(grid)
     for note in result.notes:
         console.print(f"[cyan]note:[/] {note}", highlight=False)
     for problem in plan.problems:
@@ -59,7 +63,7 @@ def render_plan(result: MigrationResult, full: bool) -> None:
 
 def render_summary(result: MigrationResult) -> None:
     counts = result.plan.counts()
-    summary = Table("input", "output", *counts, box=None, header_style="bold")
+    summary = table("input", "output", *counts)
     summary.add_row(
         f"{result.request.input} ({result.input_format.value})",
         f"{result.output} ({result.output_format.value})" if result.written else "(not written)",
