@@ -1,0 +1,54 @@
+"""Hyperparameter and shape checks shared by the four public convolutions.
+
+Each failure is a ValueError whose message says what the framework would have said.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_int(value: object, name: str, minimum: int, allow_tuple: bool) -> int:
+    """`value` as an int >= minimum. PyTorch also takes a 1-tuple; MindSpore's Conv1d only ints."""
+    if allow_tuple and isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be an int or a 1-tuple for a 1-D convolution, got {value!r}")
+        (value,) = value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        qualifier = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must be {qualifier}, got {value}")
+    return int(value)
+
+
+def check_input(x: np.ndarray, allow_unbatched: bool) -> None:
+    """x is (N, C, L), or (C, L) where unbatched input is allowed (PyTorch, not MindSpore)."""
+    shapes = "(N, C_in, L) or (C_in, L)" if allow_unbatched else "(N, C_in, L)"
+    if x.ndim != 3 and not (allow_unbatched and x.ndim == 2):
+        raise ValueError(f"x must have shape {shapes}, got shape {x.shape}")
+
+
+def check_groups(in_channels: int, out_channels: int, groups: int, name: str) -> None:
+    """Both channel counts must be multiples of the group count."""
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be divisible "
+            f"by {name} ({groups})"
+        )
+
+
+def check_bias(bias: np.ndarray | None, out_channels: int) -> None:
+    if bias is not None and np.shape(bias) != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},), got {np.shape(bias)}")
+
+
+def check_fits(padded: int, span: int) -> None:
+    """The dilated kernel must fit inside the padded input (both frameworks refuse otherwise)."""
+    if span > padded:
+        raise ValueError(
+            f"the dilated kernel spans {span} samples but the padded input has only {padded}: "
+            "kernel size can't be greater than the padded input size"
+        )

@@ -1,0 +1,162 @@
+"""The arithmetic: grouped, strided, dilated 1-D cross-correlation and its transpose, in NumPy.
+
+Inputs here are already validated, padded and in the compute dtype (float32 or float64); the
+public functions in conv.py and transpose.py own the frameworks' rules. Every strategy below
+hands the multiply-adds to BLAS (np.matmul) because an elementwise NumPy loop over taps makes
+one pass over memory per tap and runs ~10x slower than PyTorch's kernels.
+
+Strategies, chosen per shape (bench/bench_numerics.py measures them against PyTorch):
+
+- `_im2col`: the general case. Gather the K taps of each input channel into a column matrix
+  (C_in/groups * K, L_out) and do one matmul per group. The gather is done in chunks whose
+  columns fit a fixed budget so memory stays bounded on long sequences.
+- `_depthwise_toeplitz`: one input channel per group (depthwise, any channel multiplier).
+  Cut the output into blocks of B steps; each block is (input window) @ (banded Toeplitz matrix
+  of the taps), a batched matmul over channels. It does ~2x the multiply-adds of a direct
+  depthwise conv but at BLAS speed.
+- `_depthwise_taps`: depthwise with few taps, where a multiply-accumulate per tap is cheaper.
+- `_col2im`: the transposed conv. One matmul gives every (tap, output channel, input step)
+  product; each tap's slice is then added into the output at stride `stride`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+# Upper bound on the elements of one gathered column block (im2col) or one product block
+# (col2im): 2M elements = 8 MiB of float32, measured as fast as unbounded (bench_numerics).
+_BLOCK_ELEMENTS = 1 << 21
+
+# Depthwise convs with fewer taps than this use the per-tap multiply-accumulate.
+_TOEPLITZ_MIN_TAPS = 8
+
+
+def correlate(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
+    """Grouped cross-correlation of an already padded input, with no padding of its own.
+
+    xp: (N, C_in, Lp); w: (C_out, C_in/groups, K), same float dtype.
+    Returns (N, C_out, L_out), L_out = (Lp - (K-1)*dilation - 1)//stride + 1 >= 1, C-contiguous.
+    """
+    cg_in, taps = w.shape[1], w.shape[2]
+    if cg_in == 1 and taps >= _TOEPLITZ_MIN_TAPS and dilation * stride <= 2:
+        return _depthwise_toeplitz(xp, w, stride, dilation, groups)
+    if cg_in == 1 and taps < _TOEPLITZ_MIN_TAPS:
+        return _depthwise_taps(xp, w, stride, dilation, groups)
+    return _im2col(xp, w, stride, dilation, groups)
+
+
+def _output_length(padded: int, taps: int, stride: int, dilation: int) -> int:
+    return (padded - (taps - 1) * dilation - 1) // stride + 1
+
+
+def _im2col(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
+    n_batch, _, padded = xp.shape
+    c_out, cg_in, taps = w.shape
+    cg_out = c_out // groups
+    length = _output_length(padded, taps, stride, dilation)
+    # w: (C_out, Cg_in, K) -> (G, Cg_out, Cg_in*K); row (c, k) matches the column order below.
+    wg = w.reshape(groups, cg_out, cg_in * taps)
+    xg = xp.reshape(n_batch, groups, cg_in, padded)
+    out = np.empty((n_batch, groups, cg_out, length), dtype=xp.dtype)
+    s_n, s_g, s_c, s_l = xg.strides
+
+    # Chunk over groups, then over output steps, so one column block stays under the budget.
+    rows = cg_in * taps
+    group_chunk = max(1, min(groups, _BLOCK_ELEMENTS // max(1, rows * length)))
+    step_chunk = length if group_chunk > 1 else max(1, min(length, _BLOCK_ELEMENTS // rows))
+    buffer = np.empty(group_chunk * rows * step_chunk, dtype=xp.dtype)
+    for n in range(n_batch):
+        for g0 in range(0, groups, group_chunk):
+            gc = min(group_chunk, groups - g0)
+            for t0 in range(0, length, step_chunk):
+                tc = min(step_chunk, length - t0)
+                # cols[g, c, k, t] = xp[n, g0+g, c, (t0+t)*stride + k*dilation]: (gc, Cg_in, K, tc)
+                window = as_strided(
+                    xg[n, g0 : g0 + gc, :, t0 * stride :],
+                    shape=(gc, cg_in, taps, tc),
+                    strides=(s_g, s_c, s_l * dilation, s_l * stride),
+                    writeable=False,
+                )
+                cols = buffer[: gc * rows * tc].reshape(gc, cg_in, taps, tc)
+                np.copyto(cols, window)
+                # (gc, Cg_out, Cg_in*K) @ (gc, Cg_in*K, tc) -> (gc, Cg_out, tc), straight into out.
+                np.matmul(wg[g0 : g0 + gc], cols.reshape(gc, rows, tc), out=out[n, g0 : g0 + gc, :, t0 : t0 + tc])
+    return out.reshape(n_batch, c_out, length)
+
+
+def _depthwise_taps(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
+    n_batch, _, padded = xp.shape
+    c_out, _, taps = w.shape
+    mult = c_out // groups
+    length = _output_length(padded, taps, stride, dilation)
+    last = (length - 1) * stride + 1
+    # x: (N, G, 1, Lp) against tap k of w: (G, mult, 1); each product is (N, G, mult, L_out).
+    xg = xp.reshape(n_batch, groups, 1, padded)
+    wg = w.reshape(groups, mult, taps)
+    out = xg[..., 0:last:stride] * wg[..., 0:1]
+    term = np.empty_like(out)
+    for k in range(1, taps):
+        start = k * dilation
+        np.multiply(xg[..., start : start + last : stride], wg[..., k : k + 1], out=term)
+        out += term
+    return out.reshape(n_batch, c_out, length)
+
+
+def _depthwise_toeplitz(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
+    n_batch, _, padded = xp.shape
+    c_out, _, taps = w.shape
+    mult = c_out // groups
+    length = _output_length(padded, taps, stride, dilation)
+    span = (taps - 1) * dilation + 1
+    block = span  # B output steps per block; measured fastest near the kernel span
+    window = (block - 1) * stride + span  # input samples one block reads
+    n_blocks = -(-length // block)
+    needed = (n_blocks - 1) * block * stride + window
+    if needed > padded:  # the last block runs past the input: zeros feed only discarded outputs
+        xp = np.pad(xp, ((0, 0), (0, 0), (0, needed - padded)))
+    xg = xp.reshape(n_batch, groups, xp.shape[-1])
+    s_n, s_g, s_l = xg.strides
+    # blocks[n, g, b, j] = x[n, g, b*B*stride + j]: (N, G, n_blocks, window), copied for BLAS.
+    blocks = np.ascontiguousarray(
+        as_strided(xg, (n_batch, groups, n_blocks, window), (s_n, s_g, s_l * block * stride, s_l), writeable=False)
+    )
+    # toeplitz[g, j, m, i] = w[g*mult + m, 0, k] where j = i*stride + k*dilation: (G, window, mult, B)
+    toeplitz = np.zeros((groups, window, mult, block), dtype=xp.dtype)
+    k_idx, i_idx = np.meshgrid(np.arange(taps), np.arange(block), indexing="ij")  # (K, B) each
+    # Advanced indices split by a slice: the assigned shape is (K, B, G, mult).
+    toeplitz[:, i_idx * stride + k_idx * dilation, :, i_idx] = w.reshape(groups, mult, taps).transpose(2, 0, 1)[
+        :, None
+    ]
+    # (N, G, n_blocks, window) @ (G, window, mult*B) -> (N, G, n_blocks, mult, B)
+    prod = np.matmul(blocks, toeplitz.reshape(groups, window, mult * block))
+    prod = prod.reshape(n_batch, groups, n_blocks, mult, block).transpose(0, 1, 3, 2, 4)
+    out = prod.reshape(n_batch, groups, mult, n_blocks * block)[..., :length]
+    return np.ascontiguousarray(out).reshape(n_batch, c_out, length)
+
+
+def col2im(x: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
+    """The full transposed convolution: every product lands, nothing is cropped.
+
+    x: (N, C_in, L); w: (C_in, C_out/groups, K), same float dtype.
+    Returns (N, C_out, (L-1)*stride + (K-1)*dilation + 1). Output position l*stride + k*dilation
+    receives x[:, ci, l] * w[ci, co, k] summed over the group's input channels ci.
+    """
+    n_batch, c_in, length = x.shape
+    _, cg_out, taps = w.shape
+    cg_in = c_in // groups
+    full = (length - 1) * stride + (taps - 1) * dilation + 1
+    # w: (C_in, Cg_out, K) -> (G, K*Cg_out, Cg_in): row (k, co) holds the tap-k weights of co.
+    wt = np.ascontiguousarray(w.reshape(groups, cg_in, cg_out, taps).transpose(0, 3, 2, 1))
+    wt = wt.reshape(groups, taps * cg_out, cg_in)
+    xg = x.reshape(n_batch, groups, cg_in, length)
+    out = np.zeros((n_batch, groups, cg_out, full), dtype=x.dtype)
+    step_chunk = max(1, min(length, _BLOCK_ELEMENTS // max(1, groups * taps * cg_out)))
+    for t0 in range(0, length, step_chunk):
+        tc = min(step_chunk, length - t0)
+        # (G, K*Cg_out, Cg_in) @ (N, G, Cg_in, tc) -> (N, G, K, Cg_out, tc)
+        prod = np.matmul(wt, xg[..., t0 : t0 + tc]).reshape(n_batch, groups, taps, cg_out, tc)
+        for k in range(taps):
+            start = t0 * stride + k * dilation
+            out[..., start : start + (tc - 1) * stride + 1 : stride] += prod[:, :, k]
+    return out.reshape(n_batch, groups * cg_out, full)
