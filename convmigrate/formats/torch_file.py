@@ -141,6 +141,9 @@ def _find_state_dict(path: Path, loaded: object, notes: list[str], where: str = 
         raise UnreadableCheckpointError(path, f"holds a {type(loaded).__name__}{where}, not a state dict (a mapping of names to tensors)")
     if any(isinstance(v, torch.Tensor) for v in loaded.values()):
         return loaded
+    if all(isinstance(v, _PLAIN_VALUE_TYPES) for v in loaded.values()):
+        notes.append(f"the state dict{where} holds no tensors, only {len(loaded)} plain values")
+        return loaded  # e.g. what we write for a checkpoint of values only
     keys = [k for k in _WRAPPER_KEYS if k in loaded] + [k for k in loaded if k not in _WRAPPER_KEYS]
     for key in keys:
         if depth < _MAX_WRAPPER_DEPTH and _holds_tensors(loaded[key]):
@@ -157,8 +160,9 @@ def _source(tensors: dict[str, torch.Tensor], name: str) -> Callable[[], tuple[m
         if name not in tensors:
             raise ValueError(f"{name}: the checkpoint was closed")
         tensor = tensors[name].detach().resolve_conj().resolve_neg()
-        # reshape(-1) is a view of a contiguous tensor and a C-order copy of any other view.
-        flat = tensor.reshape(-1).view(torch.uint8)
+        # contiguous() is the tensor itself when it is contiguous (zero copy, even when it is
+        # offset into a shared storage) and a C-order copy of its own elements otherwise.
+        flat = tensor.contiguous().reshape(-1).view(torch.uint8)
         return (memoryview(flat.numpy()),)
 
     return source
