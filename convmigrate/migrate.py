@@ -17,10 +17,14 @@ import numpy as np
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UsageError
+import os
+
 from convmigrate.formats import open_checkpoint, write_checkpoint
+from convmigrate.formats.atomic import check_output_path
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
+from convmigrate.verify import Verification, setups_from_layers, verify_migration
 from convmigrate.vocab import DTYPES, Format, Layout
 
 # --format values each direction accepts, and the Format each one writes.
@@ -51,6 +55,11 @@ class MigrationRequest:
     force: bool = False
     trust_pickle: bool = False
     crc: bool = False
+    verify: bool = True  # prove the output before it takes the output's name
+    layers: Path | None = None  # a layers JSON: verify each conv with its real hyperparameters
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -63,6 +72,7 @@ class MigrationResult:
     written: bool
     notes: list[str] = field(default_factory=list)
     tensor_bytes: int = 0
+    verification: Verification | None = None
 
 
 def resolve_output_format(direction: Direction, requested: str | None) -> Format:
@@ -157,11 +167,29 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
                                  notes=list(checkpoint.notes))
         if request.dry_run or plan.failures():
             return result
+        check_output_path(output, [request.input], request.force)
+        layers = setups_from_layers(request.layers, request.direction) if request.layers and request.verify else None
         entries = target_entries(plan, checkpoint)
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
-        with progress(result.tensor_bytes) as on_bytes:
-            write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
-                             inputs=[request.input], force=request.force, on_bytes=on_bytes)
-        result.written = True
+        # Written under a staging name, verified there, and only then renamed to `output`: a
+        # result that fails verification never takes the output's place.
+        staging = output.with_name(f".{output.name}.unverified") if request.verify else output
+        try:
+            with progress(result.tensor_bytes) as on_bytes:
+                write_checkpoint(staging, entries, output_format, metadata=metadata, crc=request.crc,
+                                 inputs=[request.input], force=True if request.verify else request.force,
+                                 on_bytes=on_bytes)
+            if request.verify:
+                with open_checkpoint(staging) as converted:
+                    result.verification = verify_migration(
+                        plan, checkpoint, converted, layers=layers,
+                        tolerance=(request.rtol, request.atol), seed=request.seed,
+                    )
+                if result.verification.passed:
+                    os.replace(staging, output)
+        finally:
+            if request.verify:
+                staging.unlink(missing_ok=True)
+        result.written = result.verification is None or result.verification.passed
     return result

@@ -15,6 +15,9 @@ from convmigrate.cli._output import (
     DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console, table,
 )
 from convmigrate.cli._progress import byte_progress
+from convmigrate.cli._verification import (
+    AtolOption, JunitOption, LayersOption, RtolOption, SeedOption, dump_json, render_verification, write_junit,
+)
 from convmigrate.errors import CheckFailedError
 from convmigrate.migrate import MigrationRequest, MigrationResult, run_migration
 from convmigrate.plan import Direction, Op, Severity
@@ -30,6 +33,7 @@ KeepExtrasOption = Annotated[bool, typer.Option("--keep-extras", help="Keep opti
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on every guess and every reference mismatch.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")]
 ReportOption = Annotated[Optional[Path], typer.Option("--report", help="Write the plan and outcome as JSON (schema in README).")]
+NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Skip the numerical verification of the output.")]
 
 
 def _problem_style(severity: Severity, strict: bool) -> str:
@@ -82,25 +86,37 @@ def report_json(result: MigrationResult, exit_code: int) -> dict:
         "dry_run": result.request.dry_run,
         "notes": result.notes,
         "plan": result.plan.to_json(),
+        "verification": result.verification.to_json() if result.verification else None,
         "ok": exit_code == 0,
         "exit_code": exit_code,
     }
 
 
-def _run(direction: Direction, request: MigrationRequest, report: Path | None, quiet: bool, debug: bool) -> None:
+def _run(direction: Direction, request: MigrationRequest, report: Path | None, junit: Path | None,
+         quiet: bool, debug: bool) -> None:
     with reported_errors(debug):
         result = run_migration(request, progress=lambda total: byte_progress(total, direction.value, quiet))
-        failures = result.plan.failures()
-        exit_code = CheckFailedError.exit_code if failures else 0
+        failures = [p.name for p in result.plan.failures()]
+        failed_layers = result.verification.failures() if result.verification else []
+        exit_code = CheckFailedError.exit_code if failures or failed_layers else 0
         if not quiet or failures:
             render_plan(result, full=request.dry_run)
+        if result.verification is not None and (not quiet or failed_layers):
+            render_verification(result.verification)
         if not quiet:
             render_summary(result)
         if report is not None:
-            report.write_text(json.dumps(report_json(result, exit_code), indent=2) + "\n", encoding="utf-8")
+            dump_json(report, report_json(result, exit_code))
+        if junit is not None and result.verification is not None:
+            write_junit(junit, result.verification, direction.value)
         if failures:
-            names = ", ".join(p.name for p in failures[:5]) + (" ..." if len(failures) > 5 else "")
-            raise CheckFailedError(f"{len(failures)} problem(s) fail this migration ({names}); nothing was written")
+            raise CheckFailedError(f"{len(failures)} problem(s) fail this migration ({_names(failures)}); nothing was written")
+        if failed_layers:
+            raise CheckFailedError(f"verification failed for {_names(failed_layers)}; no output was kept")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def torch2ms_command(
@@ -118,6 +134,12 @@ def torch2ms_command(
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     report: ReportOption = None,
+    no_verify: NoVerifyOption = False,
+    layers: LayersOption = None,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    seed: SeedOption = 0,
+    junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -129,8 +151,9 @@ def torch2ms_command(
         layout=layout, reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
         fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
         force=force, trust_pickle=trust_pickle, crc=crc,
+        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed,
     )
-    _run(Direction.TORCH_TO_MS, request, report, quiet, debug)
+    _run(Direction.TORCH_TO_MS, request, report, junit, quiet, debug)
 
 
 def ms2torch_command(
@@ -146,6 +169,12 @@ def ms2torch_command(
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     report: ReportOption = None,
+    no_verify: NoVerifyOption = False,
+    layers: LayersOption = None,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    seed: SeedOption = 0,
+    junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -157,5 +186,6 @@ def ms2torch_command(
         reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
         fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
         force=force, trust_pickle=trust_pickle,
+        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed,
     )
-    _run(Direction.MS_TO_TORCH, request, report, quiet, debug)
+    _run(Direction.MS_TO_TORCH, request, report, junit, quiet, debug)
