@@ -186,6 +186,17 @@ def test_on_bytes_counts_every_tensor_byte() -> None:
     assert sum(seen) == sum(e.nbytes for e in entries)
 
 
+def test_duplicate_names_and_wrong_sized_sources_are_refused() -> None:
+    from convmigrate.errors import UsageError, WriteError
+
+    weight = TensorEntry.from_array("w", np.ones(2, np.float32))
+    with pytest.raises(UsageError, match="'w' appears twice"):
+        _written([weight, ValueEntry("w", 1)])
+    too_long = TensorEntry("w", DTYPES["float32"], (2,), lambda: (memoryview(b"\0" * 12),))
+    with pytest.raises(WriteError, match="w: source gave 12 bytes, float32 \\[2\\] needs 8"):
+        _written([too_long])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=entry_lists(), ms=st.booleans())
 def test_round_trip_through_the_safetensors_library(tmp_path: Path, entries: list, ms: bool) -> None:

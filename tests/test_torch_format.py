@@ -350,9 +350,11 @@ def test_write_checkpoint_then_read_back_through_the_registry(tmp_path: Path) ->
         _assert_entries_match(checkpoint, state)
 
 
-def test_source_giving_the_wrong_size_is_a_write_error() -> None:
-    from convmigrate.errors import WriteError
+def test_source_giving_the_wrong_size_or_a_repeated_name_is_refused() -> None:
+    from convmigrate.errors import UsageError, WriteError
 
     entry = TensorEntry("w", DTYPES["float32"], (4,), lambda: (memoryview(b"\0" * 12),))
-    with pytest.raises(WriteError, match="w: source gave 12"):
+    with pytest.raises(WriteError, match="w: source gave 12 bytes"):
         _write([entry])
+    with pytest.raises(UsageError, match="'w' appears twice"):
+        _write([ValueEntry("w", 1), ValueEntry("w", 2)])

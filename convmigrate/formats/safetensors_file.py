@@ -40,7 +40,7 @@ import json
 import math
 import mmap
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -289,6 +289,11 @@ def _library_order(tensors: Sequence[TensorEntry]) -> list[TensorEntry]:
 
 
 def _metadata_with_values(entries: Iterable[Entry], metadata: dict[str, str]) -> dict[str, str]:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise UsageError(f"entry name {entry.name!r} appears twice; safetensors names must be unique")
+        seen.add(entry.name)
     merged = dict(metadata)
     for key, value in merged.items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -315,17 +320,22 @@ def safetensors_header(tensors: Sequence[TensorEntry], metadata: dict[str, str])
     return struct.pack("<Q", len(text)) + text
 
 
-def write_tensor_bytes(stream: BinaryIO, tensor: TensorEntry, on_bytes: Callable[[int], None] | None) -> int:
-    """Stream one tensor's chunks to `stream`; checks the source gave exactly nbytes."""
+def checked_chunks(tensor: TensorEntry, on_bytes: Callable[[int], None] | None = None) -> Iterator[memoryview]:
+    """The tensor's chunks, each reported to `on_bytes`; the source must give exactly nbytes.
+
+    Writers of every format stream through this, so a reader bug that yields too few or too
+    many bytes is a WriteError naming the tensor, never a shifted file.
+    """
     written = 0
     for chunk in tensor.chunks():
-        stream.write(chunk)
         written += len(chunk)
+        if written > tensor.nbytes:
+            break
         if on_bytes is not None:
             on_bytes(len(chunk))
+        yield chunk
     if written != tensor.nbytes:
         raise WriteError(f"{tensor.name}: source gave {written} bytes, {tensor.dtype.name} {list(tensor.shape)} needs {tensor.nbytes}")
-    return written
 
 
 def write_safetensors(
@@ -350,7 +360,8 @@ def write_safetensors(
     tensors = _library_order([e for e in entries if isinstance(e, TensorEntry)])
     stream.write(safetensors_header(tensors, _metadata_with_values(entries, metadata)))
     for tensor in tensors:
-        write_tensor_bytes(stream, tensor, on_bytes)
+        for chunk in checked_chunks(tensor, on_bytes):
+            stream.write(chunk)
 
 
 def write_ms_safetensors(
@@ -364,4 +375,4 @@ def write_ms_safetensors(
     write_safetensors(stream, entries, metadata={**metadata, **MS_FORMAT}, on_bytes=on_bytes)
 
 
-__all__ = ["read_safetensors", "write_safetensors", "write_ms_safetensors", "safetensors_header", "VALUE_PREFIX"]
+__all__ = ["read_safetensors", "write_safetensors", "write_ms_safetensors", "safetensors_header", "checked_chunks", "VALUE_PREFIX"]

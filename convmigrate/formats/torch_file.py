@@ -64,6 +64,7 @@ import torch
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
+from convmigrate.formats.safetensors_file import checked_chunks
 from convmigrate.vocab import DTYPES, Format
 
 # Keys under which training code stores the model's state dict, tried in this order.
@@ -413,25 +414,11 @@ def write_torch(
         zip_writer.add(name, [content], len(content))
     tensors = [e for e in entries if isinstance(e, TensorEntry)]
     for key, tensor in enumerate(tensors):
-        zip_writer.add(f"data/{key}", _counted(tensor, on_bytes), tensor.nbytes)
+        zip_writer.add(f"data/{key}", checked_chunks(tensor, on_bytes), tensor.nbytes)
     zip_writer.add("version", [FILE_FORMAT_VERSION], len(FILE_FORMAT_VERSION))
     serialization_id = zip_writer.serialization_id()
     zip_writer.add(".data/serialization_id", [serialization_id], len(serialization_id))
     zip_writer.finish()
-
-
-def _counted(tensor: TensorEntry, on_bytes: Callable[[int], None] | None) -> Iterable[memoryview]:
-    """The tensor's chunks, reported to `on_bytes`; its source must give exactly nbytes."""
-    written = 0
-    for chunk in tensor.chunks():
-        written += len(chunk)
-        if written > tensor.nbytes:
-            break
-        if on_bytes is not None:
-            on_bytes(len(chunk))
-        yield chunk
-    if written != tensor.nbytes:
-        raise WriteError(f"{tensor.name}: source gave {written}+ bytes, {tensor.dtype.name} {list(tensor.shape)} needs {tensor.nbytes}")
 
 
 __all__ = ["read_torch", "write_torch", "state_dict_pickle"]
