@@ -24,7 +24,7 @@ from convmigrate.formats.atomic import check_output_path
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
-from convmigrate.verify import Verification, setups_from_layers, verify_migration
+from convmigrate.verify import Verification, direction_between, setups_from_layers, verify_migration
 from convmigrate.vocab import DTYPES, Format, Layout
 
 # --format values each direction accepts, and the Format each one writes.
@@ -193,3 +193,53 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
                 staging.unlink(missing_ok=True)
         result.written = result.verification is None or result.verification.passed
     return result
+
+
+@dataclass
+class VerifyRequest:
+    original: Path
+    converted: Path
+    layers: Path | None = None
+    rules: Path | None = None
+    conv1d: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
+    trust_pickle: bool = False
+
+
+@dataclass
+class VerifyResult:
+    plan: Plan
+    verification: Verification
+    original_format: Format
+    converted_format: Format
+
+    def failures(self) -> list[str]:
+        """Failed layers and tensors, and names whose shapes disagree with the plan."""
+        mismatched = [p.name for p in self.plan.problems if p.code in ("shape_mismatch", "duplicate", "pattern")]
+        return self.verification.failures() + mismatched
+
+
+def run_verification(request: VerifyRequest) -> VerifyResult:
+    """Pair ORIGINAL and CONVERTED by the migration's own plan (the converted file as the
+    reference) and prove every pair: convs numerically, the rest bit for bit."""
+    user_rules = load_rules(request.rules)
+    with open_checkpoint(request.original, trust_pickle=request.trust_pickle) as original, \
+            open_checkpoint(request.converted, trust_pickle=request.trust_pickle) as converted:
+        direction = direction_between(original, converted)
+        options = PlanOptions(
+            direction=direction,
+            rules=user_rules.names,
+            reference={e.name: e.shape for e in converted.tensors()},
+            conv1d_patterns=[*request.conv1d, *user_rules.conv1d],
+            exclude_patterns=[*request.exclude, *user_rules.exclude],
+            fold_weight_norm=True,
+            keep_extras=True,
+        )
+        plan = build_plan(source_infos(original), options)
+        layers = setups_from_layers(request.layers, direction) if request.layers else None
+        verification = verify_migration(plan, original, converted, layers=layers,
+                                        tolerance=(request.rtol, request.atol), seed=request.seed)
+        return VerifyResult(plan, verification, original.format, converted.format)

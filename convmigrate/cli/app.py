@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convmigrate import __version__
-from convmigrate.cli import convert, inspect, migrate
+from convmigrate.cli import convert, inspect, migrate, verify
 from convmigrate.cli import layers
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("inspect")(inspect.inspect_command)
 app.command("convert")(convert.convert_command)
 app.command("torch2ms")(migrate.torch2ms_command)
 app.command("ms2torch")(migrate.ms2torch_command)
+app.command("verify")(verify.verify_command)
 app.command("layers")(layers.layers_command)
 
 

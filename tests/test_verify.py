@@ -1,0 +1,122 @@
+"""`convmigrate verify` catches wrong conversions on real checkpoints and passes right ones.
+
+Each wrong conversion is one a hand-written port could make; the converted file is written by
+the real `mindspore.save_checkpoint`, so only the bundled numerics stand between it and the user.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+class Speech(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 5, padding=2)
+        self.up = nn.ConvTranspose1d(8, 8, 4, stride=2)  # square: a wrong axis order keeps the shape
+        self.pos = weight_norm(nn.Conv1d(8, 8, 3, padding=1, groups=2), dim=2)  # wav2vec2-style
+
+
+def correct_parameters() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The PyTorch state dict and the right MindSpore parameters for it."""
+    torch.manual_seed(0)
+    model = Speech()
+    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    folded = model.pos.weight.detach().numpy()  # torch's own weight-norm computation
+    ms_params = {
+        "conv.weight": state["conv.weight"][:, :, None, :], "conv.bias": state["conv.bias"],
+        "up.weight": state["up.weight"][:, :, None, :], "up.bias": state["up.bias"],
+        "pos.weight": folded[:, :, None, :], "pos.bias": state["pos.bias"],
+    }
+    return state, ms_params
+
+
+def save_pair(ms, tmp_path, ms_params):
+    torch_state, _ = correct_parameters()
+    torch.save({k: torch.from_numpy(v) for k, v in torch_state.items()}, tmp_path / "model.pt")
+    ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in ms_params.items()],
+                       str(tmp_path / "model.ckpt"))
+    return tmp_path / "model.pt", tmp_path / "model.ckpt"
+
+
+def test_a_correct_port_passes_and_reports(ms, cli, tmp_path):
+    original, converted = save_pair(ms, tmp_path, correct_parameters()[1])
+    result = cli("verify", original, converted, "--report", tmp_path / "r.json", "--junit", tmp_path / "j.xml")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and {layer["name"] for layer in report["verification"]["layers"]} == {"conv", "up", "pos"}
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("failures") == "0" and len(suite.findall("testcase")) == 4
+
+
+def wrong(name: str):
+    """Parameters with one deliberate mistake, and the layer verify must name."""
+    _, params = correct_parameters()
+    torch_state, _ = correct_parameters()
+    if name == "kernel reversed":
+        params["conv.weight"] = params["conv.weight"][..., ::-1]
+        return params, "conv"
+    if name == "unit axis in the wrong place":
+        params["conv.weight"] = torch_state["conv.weight"][:, :, :, None]  # (8, 4, 5, 1)
+        return params, "conv"
+    if name == "transposed conv treated as plain":
+        params["up.weight"] = np.swapaxes(torch_state["up.weight"], 0, 1)[:, :, None, :]
+        return params, "up"
+    if name == "weight norm folded along the wrong dim":
+        g = torch_state["pos.parametrizations.weight.original0"]  # (1, 1, 3): dim=2
+        v = torch_state["pos.parametrizations.weight.original1"]
+        norm = np.sqrt((v ** 2).sum(axis=(1, 2), keepdims=True))  # as if dim were 0
+        params["pos.weight"] = (g * v / norm)[:, :, None, :]
+        return params, "pos"
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("mistake", ["kernel reversed", "unit axis in the wrong place",
+                                     "transposed conv treated as plain", "weight norm folded along the wrong dim"])
+def test_a_wrong_port_fails_naming_the_layer(ms, cli, tmp_path, mistake):
+    params, layer = wrong(mistake)
+    original, converted = save_pair(ms, tmp_path, params)
+    result = cli("verify", original, converted, "--junit", tmp_path / "j.xml")
+    assert result.exit_code == 1
+    assert f"verification failed for {layer}" in result.stderr
+    failed = [case.get("name") for case in ET.parse(tmp_path / "j.xml").getroot() if case.find("failure") is not None]
+    assert layer in failed or mistake == "unit axis in the wrong place"
+
+
+def test_a_changed_bias_is_caught_bit_for_bit(ms, cli, tmp_path):
+    _, params = correct_parameters()
+    params["conv.bias"] = params["conv.bias"] + np.float32(1e-7)
+    original, converted = save_pair(ms, tmp_path, params)
+    result = cli("verify", original, converted)
+    assert result.exit_code == 1 and "conv" in result.stderr
+
+
+def test_torch2ms_verifies_its_own_output(cli, tmp_path):
+    torch.manual_seed(0)
+    torch.save(Speech().state_dict(), tmp_path / "model.pt")
+    result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["verification"]["passed"] and len(report["verification"]["layers"]) == 3
+    assert (tmp_path / "model.ckpt").exists()
+
+
+def test_a_migration_that_fails_verification_keeps_no_output(cli, tmp_path, monkeypatch):
+    """Break the fold on purpose: verification must catch it and leave nothing behind."""
+    import convmigrate.migrate as migrate
+
+    torch.manual_seed(0)
+    torch.save(Speech().state_dict(), tmp_path / "model.pt")
+    (tmp_path / "model.ckpt").write_bytes(b"previous")
+    monkeypatch.setattr(migrate, "fold_weight_norm", lambda g, v, dim, dtype: v * 2)
+    result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "--force")
+    assert result.exit_code == 1 and "verification failed for pos" in result.stderr
+    assert (tmp_path / "model.ckpt").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "model.pt"]  # no staging file left
