@@ -1,0 +1,317 @@
+"""convmigrate.numerics against the real PyTorch: Conv1d and ConvTranspose1d, every dtype.
+
+Each hypothesis sweep draws hyperparameters (stride, padding, padding_mode, dilation, groups
+incl. depthwise, bias, batch, lengths near the kernel span) and requires that either PyTorch
+and convmigrate both refuse the call (ours with ValueError) or both give the same numbers
+within a tolerance scaled by the sum of |products| each output adds up.
+MindSpore's twins are in test_numerics_mindspore.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convmigrate.numerics import _kernels, ms_conv1d, ms_conv1d_transpose, torch_conv1d, torch_conv_transpose1d
+from convmigrate.vocab import DTYPES
+
+# torch warns that padding="same" with an even kernel copies the input; the sweeps do that on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+
+PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
+
+# Relative error allowed against the sum of |x*w| (+|bias|) that forms each output: float32
+# accumulation error for the wide types, one or two roundings of the result for the narrow ones.
+RELATIVE_TOLERANCE = {"float64": 1e-12, "float32": 2e-5, "float16": 2 * 2.0**-10, "bfloat16": 2 * 2.0**-7}
+
+
+def assert_close(ours: np.ndarray, reference: np.ndarray, magnitude: np.ndarray, dtype: str) -> None:
+    """ours and reference (float arrays) agree within RELATIVE_TOLERANCE[dtype] * magnitude."""
+    assert ours.shape == reference.shape
+    allowed = RELATIVE_TOLERANCE[dtype] * magnitude + 1e-30
+    error = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
+    worst = np.unravel_index(np.argmax(error - allowed), error.shape) if error.size else None
+    assert np.all(error <= allowed), f"{dtype}: error {error[worst]} > allowed {allowed[worst]} at {worst}"
+
+
+def magnitude_of(function, x, weight, bias, **kwargs) -> np.ndarray:
+    """The sum of |products| (+|bias|) behind each output: the same conv on absolute values."""
+    absolute = None if bias is None else np.abs(bias).astype(np.float64)
+    return function(np.abs(x).astype(np.float64), np.abs(weight).astype(np.float64), absolute, **kwargs)
+
+
+def to_torch(array: np.ndarray | None, dtype: str) -> torch.Tensor | None:
+    if array is None:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(getattr(torch, dtype))
+
+
+def stored(array: np.ndarray | None, dtype: str) -> np.ndarray | None:
+    """`array` (float64) as convmigrate takes it: float16/32/64 arrays, bfloat16 as uint16 bits."""
+    if array is None:
+        return None
+    return DTYPES[dtype].from_float32(array.astype(np.float32)) if dtype == "bfloat16" else array.astype(dtype)
+
+
+def as_float(array: np.ndarray, dtype: str) -> np.ndarray:
+    return DTYPES[dtype].to_float32(array) if dtype == "bfloat16" else array
+
+
+def torch_result(call):
+    """call() as a float64 numpy array, or None when PyTorch refuses it."""
+    try:
+        with torch.no_grad():
+            return call().double().numpy()
+    except (RuntimeError, ValueError):
+        return None
+
+
+@st.composite
+def conv_cases(draw, transposed: bool = False):
+    groups = draw(st.integers(1, 3))
+    depthwise = draw(st.booleans())
+    cg_in = 1 if depthwise else draw(st.integers(1, 3))
+    cg_out = draw(st.integers(1, 3))
+    taps = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 12]))  # >= 8 reaches the Toeplitz path
+    stride = draw(st.integers(1, 3))
+    dilation = draw(st.integers(1, 3))
+    span = (taps - 1) * dilation + 1
+    length = max(1, span + draw(st.integers(-3, 12)))  # short inputs near the kernel span
+    shape = draw(st.sampled_from(["batch1", "batch2", "unbatched"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2 if shape == "batch2" else 1, groups * cg_in, length))
+    if shape == "unbatched":
+        x = x[0]
+    if transposed:
+        weight = rng.standard_normal((groups * cg_in, cg_out, taps))
+    else:
+        weight = rng.standard_normal((groups * cg_out, cg_in, taps))
+    bias = rng.standard_normal(groups * cg_out) if draw(st.booleans()) else None
+    return dict(x=x, weight=weight, bias=bias, stride=stride, dilation=dilation, groups=groups)
+
+
+@st.composite
+def torch_conv_cases(draw):
+    case = draw(conv_cases())
+    case["padding"] = draw(st.sampled_from([0, 1, 2, 3, (2,), "valid", "same"]))
+    case["padding_mode"] = draw(st.sampled_from(PADDING_MODES))
+    return case
+
+
+@st.composite
+def torch_transpose_cases(draw):
+    case = draw(conv_cases(transposed=True))
+    case["padding"] = draw(st.integers(0, 3))
+    case["output_padding"] = draw(st.integers(0, 2))
+    return case
+
+
+def torch_layer_conv(case: dict, dtype: str) -> np.ndarray | None:
+    """torch.nn.Conv1d (padding_mode needs the module) with the case's weights, as float64."""
+    x, weight, bias = case["x"], case["weight"], case["bias"]
+
+    def call():
+        layer = torch.nn.Conv1d(
+            x.shape[-2], weight.shape[0], weight.shape[-1], stride=case["stride"], padding=case["padding"],
+            dilation=case["dilation"], groups=case["groups"], bias=bias is not None,
+            padding_mode=case["padding_mode"],
+        ).to(getattr(torch, dtype))
+        layer.weight.copy_(to_torch(weight, dtype))
+        if bias is not None:
+            layer.bias.copy_(to_torch(bias, dtype))
+        return layer(to_torch(x, dtype))
+
+    return torch_result(call)
+
+
+def check_against(reference, ours_call, magnitude_call, dtype: str) -> None:
+    """Both refuse, or both answer and agree."""
+    try:
+        ours = ours_call()
+    except ValueError:
+        assert reference is None, "convmigrate refused a call PyTorch accepts"
+        return
+    assert reference is not None, f"PyTorch refuses a call convmigrate answered with shape {ours.shape}"
+    assert_close(as_float(ours, dtype), reference, magnitude_call(), dtype)
+
+
+def run_torch_conv(case: dict, dtype: str) -> None:
+    hyper = {k: case[k] for k in ("stride", "padding", "dilation", "groups", "padding_mode")}
+    # Round the inputs to the dtype first, so both sides see identical values.
+    x, weight, bias = (None if a is None else as_float(stored(a, dtype), dtype).astype(np.float64)
+                       for a in (case["x"], case["weight"], case["bias"]))
+    case = {**case, "x": x, "weight": weight, "bias": bias}
+    reference = torch_layer_conv(case, dtype)
+    check_against(
+        reference,
+        lambda: torch_conv1d(stored(x, dtype), stored(weight, dtype), stored(bias, dtype), **hyper, dtype=dtype),
+        lambda: magnitude_of(torch_conv1d, x, weight, bias, **hyper),
+        dtype,
+    )
+
+
+def run_torch_transpose(case: dict, dtype: str) -> None:
+    hyper = {k: case[k] for k in ("stride", "padding", "output_padding", "groups", "dilation")}
+    x, weight, bias = (None if a is None else as_float(stored(a, dtype), dtype).astype(np.float64)
+                       for a in (case["x"], case["weight"], case["bias"]))
+    reference = torch_result(
+        lambda: F.conv_transpose1d(to_torch(x, dtype), to_torch(weight, dtype), to_torch(bias, dtype), **hyper)
+    )
+    if reference is not None and reference.shape[-1] == 0:
+        # An output length of 0 is refused by torch with groups=1 ("output size is too small")
+        # but comes back empty with groups > 1 (another backend). convmigrate always refuses.
+        reference = None
+    check_against(
+        reference,
+        lambda: torch_conv_transpose1d(stored(x, dtype), stored(weight, dtype), stored(bias, dtype), **hyper,
+                                       dtype=dtype),
+        lambda: magnitude_of(torch_conv_transpose1d, x, weight, bias, **hyper),
+        dtype,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(torch_conv_cases(), st.sampled_from(["float32", "float64"]))
+def test_conv1d_matches_torch(case, dtype):
+    run_torch_conv(case, dtype)
+
+
+@settings(max_examples=200, deadline=None)
+@given(torch_transpose_cases(), st.sampled_from(["float32", "float64"]))
+def test_conv_transpose1d_matches_torch(case, dtype):
+    run_torch_transpose(case, dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(torch_conv_cases(), st.sampled_from(["float16", "bfloat16"]))
+def test_conv1d_half_precision_matches_torch(case, dtype):
+    run_torch_conv(case, dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(torch_transpose_cases(), st.sampled_from(["float16", "bfloat16"]))
+def test_conv_transpose1d_half_precision_matches_torch(case, dtype):
+    run_torch_transpose(case, dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(torch_conv_cases(), torch_transpose_cases())
+def test_chunked_kernels_match_torch(conv_case, transpose_case):
+    """With a tiny block budget every kernel runs its chunk loops (groups, steps, batch)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_kernels, "_BLOCK_ELEMENTS", 7)
+        run_torch_conv(conv_case, "float64")
+        run_torch_transpose(transpose_case, "float64")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # name: C_in, C_out, K, stride, padding, dilation, groups, L (the benchmark's layer shapes, shortened)
+        (80, 384, 3, 1, 1, 1, 1, 300),  # Whisper conv1
+        (1, 64, 10, 5, 0, 1, 1, 400),  # wav2vec2 feature encoder layer 0
+        (96, 96, 128, 1, 64, 1, 16, 49),  # wav2vec2 positional conv
+        (64, 64, 31, 1, 15, 1, 64, 200),  # Conformer depthwise
+        (64, 128, 31, 2, 15, 1, 64, 200),  # depthwise with channel multiplier 2, strided
+        (32, 32, 11, 1, 25, 5, 1, 500),  # HiFi-GAN resblock, dilation 5
+    ],
+)
+def test_real_layer_shapes_match_torch(shape):
+    c_in, c_out, taps, stride, padding, dilation, groups, length = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, c_in, length)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in // groups, taps)).astype(np.float32)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    reference = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), **hyper).numpy()
+    ours = torch_conv1d(x, weight, bias, **hyper)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous
+    assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, bias, **hyper), "float32")
+
+
+def test_hifigan_upsample_matches_torch():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 64, 50)).astype(np.float32)
+    weight = rng.standard_normal((64, 32, 16)).astype(np.float32)
+    hyper = dict(stride=8, padding=4)
+    reference = F.conv_transpose1d(torch.from_numpy(x), torch.from_numpy(weight), **hyper).numpy()
+    ours = torch_conv_transpose1d(x, weight, **hyper)
+    assert_close(ours, reference, magnitude_of(torch_conv_transpose1d, x, weight, None, **hyper), "float32")
+
+
+def test_torch_same_padding_puts_the_odd_pad_on_the_right():
+    """The seed doc says PyTorch pads the left first; torch 2.13 pads the right (framework wins)."""
+    x = torch.arange(1.0, 6.0).reshape(1, 1, 5)
+    weight = torch.tensor([[[1.0, 10.0]]])
+    same = F.conv1d(x, weight, padding="same")
+    right = F.conv1d(F.pad(x, (0, 1)), weight)
+    assert torch.equal(same, right)
+    ours = torch_conv1d(x.numpy(), weight.numpy(), padding="same")
+    np.testing.assert_array_equal(ours, right.numpy())
+
+
+def test_dtypes_of_results():
+    x = np.ones((1, 2, 6))
+    weight = np.ones((2, 2, 3))
+    assert torch_conv1d(x, weight).dtype == np.float64
+    assert torch_conv1d(x.astype(np.float32), weight.astype(np.float32)).dtype == np.float32
+    assert torch_conv1d(x.astype(np.float16), weight.astype(np.float16)).dtype == np.float16
+    bits = DTYPES["bfloat16"].from_float32(x.astype(np.float32))
+    result = torch_conv1d(bits, DTYPES["bfloat16"].from_float32(weight.astype(np.float32)), dtype="bfloat16")
+    assert result.dtype == np.uint16
+    np.testing.assert_array_equal(DTYPES["bfloat16"].to_float32(result), np.full((1, 2, 4), 6.0, np.float32))
+    unbatched = torch_conv_transpose1d(x[0], weight, stride=2)
+    assert unbatched.shape == (2, 13)
+
+
+X = np.ones((1, 4, 8), np.float32)
+W = np.ones((4, 2, 3), np.float32)  # groups=2 layout for torch_conv1d
+W4 = W[:, :, None, :]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: torch_conv1d(X, W, groups=3), "divisible"),
+        (lambda: torch_conv1d(X, W, groups=1), "channels"),
+        (lambda: torch_conv1d(X, W, groups=2, stride=2, padding="same"), "strided"),
+        (lambda: torch_conv1d(X, W, groups=2, padding="full"), "padding"),
+        (lambda: torch_conv1d(X, W, groups=2, padding=-1), "non-negative"),
+        (lambda: torch_conv1d(X, W, groups=2, stride=0), "positive"),
+        (lambda: torch_conv1d(X, W, groups=2, dilation=(1, 1)), "1-tuple"),
+        (lambda: torch_conv1d(X, W, groups=2, padding=8, padding_mode="reflect"), "reflect"),
+        (lambda: torch_conv1d(X, W, groups=2, padding=9, padding_mode="circular"), "circular"),
+        (lambda: torch_conv1d(X, W, groups=2, padding_mode="mirror"), "padding_mode"),
+        (lambda: torch_conv1d(X, W, groups=2, dilation=4), "kernel"),
+        (lambda: torch_conv1d(X, np.ones((4, 2, 3, 1), np.float32), groups=2), "weight"),
+        (lambda: torch_conv1d(X, W, np.ones(3, np.float32), groups=2), "bias"),
+        (lambda: torch_conv1d(X, W.astype(np.float64), groups=2), "dtype"),
+        (lambda: torch_conv1d(X.astype(np.int32), W, groups=2), "dtype"),
+        (lambda: torch_conv1d(X.view(np.uint16), W, groups=2), "bfloat16"),
+        (lambda: torch_conv1d(X[0, 0], W, groups=2), "shape"),
+        (lambda: torch_conv_transpose1d(X, W, stride=2, output_padding=2), "output_padding"),
+        (lambda: torch_conv_transpose1d(X, W, groups=3), "divisible"),
+        (lambda: torch_conv_transpose1d(X[:, :2], W), "channels"),
+        (lambda: torch_conv_transpose1d(X[..., :1], np.ones((4, 2, 1), np.float32), padding=1), "too small"),
+        (lambda: ms_conv1d(X, W, group=2), "1, K"),
+        (lambda: ms_conv1d(X, W4, group=2, pad_mode="valid", padding=1), "pad_mode"),
+        (lambda: ms_conv1d(X, W4, group=2, pad_mode="zeros"), "pad_mode"),
+        (lambda: ms_conv1d(X, W4, group=3), "divisible"),
+        (lambda: ms_conv1d(X, W4, group=2, stride=(1,)), "int"),
+        (lambda: ms_conv1d(X[0], W4, group=2), "shape"),
+        (lambda: ms_conv1d(X, W4, group=2, pad_mode="valid", dilation=4), "kernel"),
+        (lambda: ms_conv1d_transpose(X, W), "1, K"),
+        (lambda: ms_conv1d_transpose(X, W4, pad_mode="same", padding=1), "pad_mode"),
+        (lambda: ms_conv1d_transpose(X, W4, group=3), "divisible"),
+        (lambda: ms_conv1d_transpose(X[..., :1], np.ones((4, 2, 1, 1), np.float32), pad_mode="pad", padding=2),
+         "too small"),
+    ],
+)
+def test_invalid_hyperparameters_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
