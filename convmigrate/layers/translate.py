@@ -199,8 +199,8 @@ def _ms_conv1d_to_torch(kw: dict[str, Any]) -> dict[str, Any]:
     else:  # same_strided
         total = max(_dk(kernel, dilation) - stride, 0)
         left, right = _same_split(total)
-        torch_kw["padding"] = left if left == right else 0
-        if left != right:
+        torch_kw["padding"] = 0  # the pad is explicit: the code recomputes it per call
+        if total:
             result["pre_pad"] = PrePad("constant", left, right)
         result.update(exact=False, length_multiple=stride)
         result["note"] = (
