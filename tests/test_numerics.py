@@ -71,7 +71,7 @@ def torch_result(call):
 
 
 @st.composite
-def conv_cases(draw, transposed: bool = False):
+def conv_cases(draw, transposed: bool = False, allow_unbatched: bool = True):
     groups = draw(st.integers(1, 3))
     depthwise = draw(st.booleans())
     cg_in = 1 if depthwise else draw(st.integers(1, 3))
@@ -81,7 +81,7 @@ def conv_cases(draw, transposed: bool = False):
     dilation = draw(st.integers(1, 3))
     span = (taps - 1) * dilation + 1
     length = max(1, span + draw(st.integers(-3, 12)))  # short inputs near the kernel span
-    shape = draw(st.sampled_from(["batch1", "batch2", "unbatched"]))
+    shape = draw(st.sampled_from(["batch1", "batch2", "unbatched"] if allow_unbatched else ["batch1", "batch2"]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2 if shape == "batch2" else 1, groups * cg_in, length))
