@@ -316,7 +316,7 @@ def _norm_pair(ms, spec):
     (MS, LayerKind.GROUP_NORM, dict(num_groups=2, num_channels=6, eps=1e-4)),
     (TORCH, LayerKind.PRELU, dict(num_parameters=6, init=0.1)),
     (MS, LayerKind.PRELU, dict(channel=1)),
-])
+], ids=lambda v: v.value if isinstance(v, (Framework, LayerKind)) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_norm_translation_runs_identically(ms, source, kind, kwargs):
     spec = translate_layer(kind, source, kwargs)
     torch_layer, ms_layer = _norm_pair(ms, spec)
