@@ -19,7 +19,6 @@ from convmigrate.layers import (
     LayerTranslationError,
     UnverifiedTranslationError,
     parse_layer_expression,
-    translate_layer,
     translate_source,
     verify_spec,
     write_layers_json,

@@ -396,7 +396,8 @@ def translate_kwargs(kind: LayerKind, source: Framework, kwargs: dict[str, Any],
     """Translate complete source kwargs (see parse.bind) into an unverified LayerSpec.
 
     Example:
-        >>> spec = translate_kwargs(LayerKind.CONV1D, Framework.TORCH, bind(...))  # doctest: +SKIP
+        >>> kw = {"in_channels": 4, "out_channels": 8, "kernel_size": 3, "padding": 1, "padding_mode": "reflect"}
+        >>> spec = translate_kwargs(LayerKind.CONV1D, Framework.TORCH, kw)
         >>> spec.mindspore["pad_mode"], spec.pre_pad
         ('valid', PrePad(mode='reflect', left=1, right=1, value=0.0))
     """

@@ -69,7 +69,8 @@ def verification_lengths(spec: LayerSpec) -> list[int]:
         first = max(dk + 1, pads + 2, 4)  # reflect needs pad < L; every conv needs L + pads >= dk
     else:
         first = 2 + -(-2 * max(kw["padding"], spec.mindspore["padding"]) // stride)
-    lengths = [first + i for i in range(min(stride, LENGTH_COUNT - 1) + 1)] + [2 * first + 7]
+    # Consecutive lengths cover every remainder mod stride (up to 4); one long input besides.
+    lengths = [first + i for i in range(max(min(stride, LENGTH_COUNT - 1), 2) + 1)] + [2 * first + 7]
     if spec.length_multiple:
         m = spec.length_multiple
         lengths = [m * (-(-first // m) + i) for i in range(LENGTH_COUNT)]
