@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from convmigrate.cli.app import app
+# Tables are rendered at a fixed width in tests, whatever terminal (or none) runs them. Set
+# before the app (and its rich consoles) is imported.
+os.environ["COLUMNS"] = "200"
+
+from convmigrate.cli.app import app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
