@@ -8,6 +8,7 @@ over the same memory-mapped bytes, a rename a new name, a fold the only computed
 from __future__ import annotations
 
 import contextlib
+import glob
 from collections.abc import Callable
 from typing import ContextManager
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from convmigrate.formats.atomic import check_output_path
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
-from convmigrate.verify import Verification, direction_between, setups_from_layers, verify_migration
-from convmigrate.vocab import DTYPES, Format, Layout
+from convmigrate.verify import (
+    ConvSetup, Verification, direction_between, setup_from_spec, setups_from_layers, verify_migration,
+)
+from convmigrate.vocab import DTYPES, Format, Framework, Layout
 
 # --format values each direction accepts, and the Format each one writes.
 OUTPUT_FORMATS: dict[Direction, dict[str, Format]] = {
@@ -57,6 +60,7 @@ class MigrationRequest:
     crc: bool = False
     verify: bool = True  # prove the output before it takes the output's name
     layers: Path | None = None  # a layers JSON: verify each conv with its real hyperparameters
+    model: str | None = None  # torch2ms: "package.module:callable" building the PyTorch model (trusted code)
     rtol: float | None = None
     atol: float | None = None
     seed: int = 0
@@ -73,6 +77,7 @@ class MigrationResult:
     notes: list[str] = field(default_factory=list)
     tensor_bytes: int = 0
     verification: Verification | None = None
+    layers_json: Path | None = None  # written beside the output with --model
 
 
 def resolve_output_format(direction: Direction, requested: str | None) -> Format:
@@ -136,6 +141,56 @@ def target_entries(plan: Plan, checkpoint: Checkpoint) -> list[Entry]:
     return entries
 
 
+# A PyTorch module class (LayerKind value, or "Linear") -> the name-rule kind of its parameters.
+MODEL_RULE_KINDS: dict[str, str] = {
+    "Conv1d": "Conv1d",
+    "ConvTranspose1d": "Conv1d",  # same names; the unit axis goes in the same place
+    "BatchNorm1d": "BatchNorm",
+    "LayerNorm": "Norm",
+    "GroupNorm": "Norm",
+    "Embedding": "Embedding",
+    "PReLU": "PReLU",
+    "Linear": "Linear",
+}
+
+
+@dataclass
+class ModelLayers:
+    """What `--model` tells: each module's rule kind, and the translated, verified layer specs."""
+
+    kinds: list[tuple[str, str, str]]  # (module name, rule kind, PyTorch class)
+    specs: list  # list[layers.LayerSpec], translated PyTorch -> MindSpore and verified
+
+    def conv_setups(self) -> dict[str, ConvSetup]:
+        return {spec.name: setup_from_spec(spec) for spec in self.specs if spec.kind.is_conv}
+
+    def notes(self) -> list[str]:
+        return [f"{spec.name}: {difference}" for spec in self.specs for difference in spec.default_differences]
+
+
+def model_layers(factory: str) -> ModelLayers:
+    """Build the user's model and read every module the migration and verification care about."""
+    import torch
+
+    from convmigrate.layers import LayerKind, module_layers, translate_layer
+    from convmigrate.layers.model import load_factory
+
+    model = load_factory(factory)()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--model {factory}: returned {type(model).__name__}, not a torch.nn.Module")
+    kinds: list[tuple[str, str, str]] = []
+    specs = []
+    for name, kind, kwargs in module_layers(model):
+        rule_kind = MODEL_RULE_KINDS.get(kind.value)
+        if kind is LayerKind.INSTANCE_NORM1D:
+            rule_kind = "BatchNorm" if kwargs.get("track_running_stats") else "Norm"
+        if rule_kind:
+            kinds.append((name, rule_kind, kind.value))
+        specs.append(translate_layer(kind, Framework.TORCH, kwargs, name))
+    kinds += [(name, "Linear", "Linear") for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    return ModelLayers(kinds, specs)
+
+
 # Given the total tensor bytes to write, a context that yields a callback(bytes written).
 ProgressFactory = Callable[[int], ContextManager[Callable[[int], None]]]
 
@@ -148,6 +203,16 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
     """Plan and (unless the plan fails or it is a dry run) write the migrated checkpoint."""
     output_format = resolve_output_format(request.direction, request.output_format)
     user_rules = load_rules(request.rules)
+    from_model = None
+    if request.model is not None:
+        if request.direction is not Direction.TORCH_TO_MS:
+            raise UsageError("--model names a PyTorch model: it applies to torch2ms")
+        from_model = model_layers(request.model)
+        # The model's modules outrank every built-in rule, and only its convs are convs.
+        user_rules.names.forced_kinds[:0] = [
+            (glob.escape(name), kind, f"--model: a {module} module") for name, kind, module in from_model.kinds
+        ]
+        user_rules.names.exclusive = True
     reference = reference_shapes(request.reference, request.trust_pickle) if request.reference else None
     options = PlanOptions(
         direction=request.direction,
@@ -164,11 +229,13 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         output = request.output or default_output(request.input, output_format, request.direction)
         plan = build_plan(source_infos(checkpoint), options)
         result = MigrationResult(request, checkpoint.format, output_format, output, plan, written=False,
-                                 notes=list(checkpoint.notes))
+                                 notes=list(checkpoint.notes) + (from_model.notes() if from_model else []))
         if request.dry_run or plan.failures():
             return result
         check_output_path(output, [request.input], request.force)
         layers = setups_from_layers(request.layers, request.direction) if request.layers and request.verify else None
+        if from_model is not None:
+            layers = {**from_model.conv_setups(), **(layers or {})}
         entries = target_entries(plan, checkpoint)
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
@@ -192,7 +259,16 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
             if request.verify:
                 staging.unlink(missing_ok=True)
         result.written = result.verification is None or result.verification.passed
+        if result.written and from_model is not None:
+            from convmigrate.layers import write_layers_json
+
+            result.layers_json = write_layers_json(layers_json_path(output), from_model.specs)
     return result
+
+
+def layers_json_path(output: Path) -> Path:
+    """model.ckpt -> model.layers.json, beside it."""
+    return output.with_name(output.name.rsplit(".", 1)[0] + ".layers.json")
 
 
 @dataclass

@@ -157,9 +157,9 @@ def _input_lengths(setup: ConvSetup, kernel: int) -> list[int]:
 def _target_output(setup: ConvSetup, semantics: str, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     if not setup.described:
         return _run(semantics, setup, x, weight, bias)
-    from convmigrate.layers.verify import _post_crop, _pre_pad
+    from convmigrate.layers.verify import apply_post_crop, apply_pre_pad
 
-    return _post_crop(_run(semantics, setup, _pre_pad(x, setup.pre_pad), weight, bias), setup.post_crop, bias)
+    return apply_post_crop(_run(semantics, setup, apply_pre_pad(x, setup.pre_pad), weight, bias), setup.post_crop, bias)
 
 
 def _float(entry: TensorEntry) -> np.ndarray:
@@ -317,12 +317,13 @@ def setups_from_layers(path: Any, direction: Direction) -> dict[str, ConvSetup]:
     from convmigrate.layers import translate_source
 
     target = Framework.MINDSPORE if direction is Direction.TORCH_TO_MS else Framework.TORCH
-    setups = {}
-    for spec in translate_source(str(path), to=target):
-        if spec.kind.is_conv:
-            setups[spec.name] = ConvSetup(spec.kind.value, spec.torch, spec.mindspore, spec.pre_pad, spec.post_crop,
-                                          spec.length_multiple, described=True)
-    return setups
+    return {spec.name: setup_from_spec(spec) for spec in translate_source(str(path), to=target) if spec.kind.is_conv}
+
+
+def setup_from_spec(spec: Any) -> ConvSetup:
+    """A translated conv (layers.LayerSpec) as verification runs it."""
+    return ConvSetup(spec.kind.value, spec.torch, spec.mindspore, spec.pre_pad, spec.post_crop,
+                     spec.length_multiple, described=True)
 
 
 def direction_between(original: Checkpoint, converted: Checkpoint) -> Direction:

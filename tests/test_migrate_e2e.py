@@ -86,3 +86,32 @@ def test_strict_fails_on_guesses_and_writes_nothing(cli, tmp_path):
     assert not (tmp_path / "net.ckpt").exists()
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["ok"] is False and any(p["code"] == "guess" for p in report["plan"]["problems"])
+
+
+def test_torch2ms_with_the_model_is_exact_and_writes_a_verifiable_layers_json(cli, tmp_path):
+    from tests.layer_models import small_encoder
+
+    torch.manual_seed(0)
+    torch.save(small_encoder().state_dict(), tmp_path / "enc.pt")
+    result = cli("torch2ms", tmp_path / "enc.pt", "--model", "tests.layer_models:small_encoder", "--strict",
+                 "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.stdout + result.stderr  # --strict: no guess was needed
+    report = json.loads((tmp_path / "r.json").read_text())
+    steps = {s["target"]: s for s in report["plan"]["steps"] if s["target"]}
+    assert steps["embed.embedding_table"]["reason"].startswith("Embedding (--model")
+    assert steps["block.act.w"]["op"] == "rename"
+    layers = {layer["name"]: layer for layer in report["verification"]["layers"]}
+    assert layers["up"]["kind"] == "ConvTranspose1d" and layers["block.conv"]["passed"]
+    layers_json = tmp_path / "enc.layers.json"
+    assert report["layers_json"] == str(layers_json)
+    described = {layer["name"]: layer for layer in json.loads(layers_json.read_text())["layers"]}
+    assert described["block.conv"]["pre_pad"] == {"mode": "reflect", "pads": [2, 2], "value": 0.0}
+    # the layers JSON drives an independent verification with each conv's real hyperparameters
+    checked = cli("verify", tmp_path / "enc.pt", tmp_path / "enc.ckpt", "--layers", layers_json)
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+def test_model_must_be_importable(cli, tmp_path):
+    torch.save({"w": torch.zeros(1)}, tmp_path / "m.pt")
+    result = cli("torch2ms", tmp_path / "m.pt", "--model", "tests.layer_models:not_a_model")
+    assert result.exit_code == 2 and "not a torch.nn.Module" in result.stderr

@@ -74,6 +74,8 @@ def render_summary(result: MigrationResult) -> None:
         *(str(v) for v in counts.values()),
     )
     console.print(summary)
+    if result.layers_json is not None:
+        console.print(f"layers: {result.layers_json} (check with: convmigrate verify ... --layers {result.layers_json})", highlight=False)
 
 
 def report_json(result: MigrationResult, exit_code: int) -> dict:
@@ -87,6 +89,7 @@ def report_json(result: MigrationResult, exit_code: int) -> dict:
         "notes": result.notes,
         "plan": result.plan.to_json(),
         "verification": result.verification.to_json() if result.verification else None,
+        "layers_json": str(result.layers_json) if result.layers_json else None,
         "ok": exit_code == 0,
         "exit_code": exit_code,
     }
@@ -131,6 +134,7 @@ def torch2ms_command(
     fold_weight_norm: FoldOption = False,
     keep_extras: KeepExtrasOption = False,
     crc: Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail to a .ckpt.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code): exact layer kinds, real conv hyperparameters, a layers JSON beside the output.")] = None,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     report: ReportOption = None,
@@ -151,7 +155,7 @@ def torch2ms_command(
         layout=layout, reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
         fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
         force=force, trust_pickle=trust_pickle, crc=crc,
-        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed,
+        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, model=model,
     )
     _run(Direction.TORCH_TO_MS, request, report, junit, quiet, debug)
 

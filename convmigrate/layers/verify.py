@@ -23,7 +23,7 @@ TOLERANCE = 1e-4  # relative to the output's largest magnitude; a wrong rule is 
 LENGTH_COUNT = 5
 
 
-def _pre_pad(x: np.ndarray, pad: PrePad | None) -> np.ndarray:
+def apply_pre_pad(x: np.ndarray, pad: PrePad | None) -> np.ndarray:
     if pad is None or pad.left == pad.right == 0:
         return x
     widths = [(0, 0)] * (x.ndim - 1) + [(pad.left, pad.right)]
@@ -32,7 +32,7 @@ def _pre_pad(x: np.ndarray, pad: PrePad | None) -> np.ndarray:
     return np.pad(x, widths, mode=_NUMPY_PAD[pad.mode])
 
 
-def _post_crop(y: np.ndarray, crop: PostCrop | None, bias: np.ndarray | None) -> np.ndarray:
+def apply_post_crop(y: np.ndarray, crop: PostCrop | None, bias: np.ndarray | None) -> np.ndarray:
     if crop is None:
         return y
     y = y[..., crop.left : y.shape[-1] - max(crop.right, 0)]
@@ -98,7 +98,7 @@ def verify_spec(spec: LayerSpec, seed: int = 0) -> LayerSpec:
     for length in lengths:
         x = rng.standard_normal((1, cin, length)).astype(np.float32)
         expected = np.asarray(_run(spec, spec.source, x, w, b))
-        got = _post_crop(np.asarray(_run(spec, spec.target, _pre_pad(x, spec.pre_pad), w, b)), spec.post_crop, b)
+        got = apply_post_crop(np.asarray(_run(spec, spec.target, apply_pre_pad(x, spec.pre_pad), w, b)), spec.post_crop, b)
         if got.shape != expected.shape:
             raise UnverifiedTranslationError(
                 f"{spec.name}: translated {spec.kind.value} gives shape {got.shape} for input length {length}, "

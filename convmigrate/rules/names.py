@@ -142,10 +142,12 @@ class NameRules:
 
     kind_rules: list[KindRule] = field(default_factory=lambda: list(KIND_RULES))
     param_names: dict[str, tuple[ParamName, ...]] = field(default_factory=lambda: dict(PARAM_NAMES))
-    # layer-name glob -> kind, from the user's TOML: decides before any built-in rule
-    forced_kinds: list[tuple[str, str]] = field(default_factory=list)
+    # (layer-name glob, kind, why) from the user's TOML or --model: decides before any built-in rule
+    forced_kinds: list[tuple[str, str, str]] = field(default_factory=list)
     # (torch prefix, mindspore prefix): module paths that differ between the two model codes
     prefixes: list[tuple[str, str]] = field(default_factory=list)
+    # True when forced_kinds name every layer there is (torch2ms --model): no shape guessing
+    exclusive: bool = False
 
     def map_prefix(self, name: str, source: Framework) -> str:
         """Apply the first user prefix rule whose source side starts `name`."""
@@ -163,9 +165,11 @@ class NameRules:
         """The kind of `layer` given its parameters {suffix: shape} in `framework`'s naming."""
         from fnmatch import fnmatchcase
 
-        for pattern, kind in self.forced_kinds:
+        for pattern, kind, why in self.forced_kinds:
             if fnmatchcase(layer, pattern):
-                return LayerKindGuess(kind, True, f"--rules: layer matches {pattern!r}")
+                return LayerKindGuess(kind, True, why)
+        if self.exclusive:
+            return LayerKindGuess(None, True, "not a module of the model that the migration renames")
         if framework is Framework.MINDSPORE and set(params) <= {"weight", "bias"}:
             weight = params.get("weight")
             if weight is not None and len(weight) == 4 and weight[2] != 1:

@@ -73,7 +73,8 @@ def load_rules(path: Path | None) -> UserRules:
         kind = _strings(layer, "kind", where)
         if kind not in rules.names.param_names:
             raise UsageError(f"{where}: unknown kind {kind!r}; define its parameters with [[param]] first")
-        rules.names.forced_kinds.append((_strings(layer, "match", where), kind))
+        pattern = _strings(layer, "match", where)
+        rules.names.forced_kinds.append((pattern, kind, f"--rules: layer matches {pattern!r}"))
     for index, prefix in enumerate(data.get("prefix", [])):
         where = f"{path}: [[prefix]] #{index + 1}"
         rules.names.prefixes.append((_strings(prefix, "torch", where), _strings(prefix, "mindspore", where)))
