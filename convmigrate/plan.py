@@ -332,6 +332,9 @@ class _Planner:
             self.problem(Severity.WARNING, "missing", name, f"{name} {tuple(shape)}: in the reference, not produced from the input")
 
     def resolve_against_reference(self, step: Step, reference: Mapping[str, tuple[int, ...]]) -> None:
+        if step.op is Op.CREATE and step.target in reference:
+            step.confidence, step.target_shape = Confidence.REFERENCE, list(reference[str(step.target)])
+            return
         shape = tuple(step.source_shape) if step.source_shape is not None else None
         candidates = self.reference_candidates(step)
         # The reference outranks every rule: guesses about this step no longer matter.

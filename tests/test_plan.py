@@ -150,3 +150,14 @@ def test_user_rules_extend_the_tables(tmp_path):
     assert outcome(plan) == {("layers.0.rms.weight",): ("blocks.0.rms.gamma", "rename", (4,))}
     back = build_plan([SourceInfo("blocks.0.rms.gamma", (4,), "float32")], PlanOptions(M2T, rules=rules.names))
     assert outcome(back) == {("blocks.0.rms.gamma",): ("layers.0.rms.weight", "rename", (4,))}
+
+
+def test_created_parameters_follow_the_reference():
+    # ms2torch with a torch reference: num_batches_tracked is created once, with the reference's shape
+    entries = [("bn.gamma", (4,)), ("bn.beta", (4,)), ("bn.moving_mean", (4,)), ("bn.moving_variance", (4,))]
+    reference = {"bn.weight": (4,), "bn.bias": (4,), "bn.running_mean": (4,), "bn.running_var": (4,),
+                 "bn.num_batches_tracked": ()}
+    plan = plan_of(M2T, entries, reference=reference, strict=True)
+    assert plan.problems == []
+    created = [s for s in plan.steps if s.op is Op.CREATE]
+    assert [(s.target, s.confidence.value) for s in created] == [("bn.num_batches_tracked", "reference")]
