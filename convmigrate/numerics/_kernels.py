@@ -15,8 +15,9 @@ Strategies, chosen per shape (bench/bench_numerics.py measures them against PyTo
   of the taps), a batched matmul over channels. It does ~2x the multiply-adds of a direct
   depthwise conv but at BLAS speed.
 - `_depthwise_taps`: depthwise with few taps, where a multiply-accumulate per tap is cheaper.
-- `_col2im`: the transposed conv. One matmul gives every (tap, output channel, input step)
-  product; each tap's slice is then added into the output at stride `stride`.
+- `col2im`: the transposed conv. One matmul gives every (tap, output channel, input step)
+  product; each tap's slice is added into a contiguous buffer for its output phase
+  (position mod stride), and the phases are interleaved into the requested window.
 """
 
 from __future__ import annotations
@@ -135,28 +136,45 @@ def _depthwise_toeplitz(xp: np.ndarray, w: np.ndarray, stride: int, dilation: in
     return np.ascontiguousarray(out).reshape(n_batch, c_out, length)
 
 
-def col2im(x: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:
-    """The full transposed convolution: every product lands, nothing is cropped.
+def col2im(
+    x: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int, start: int, length: int
+) -> np.ndarray:
+    """A window of the full transposed convolution, which is zero past its end.
 
-    x: (N, C_in, L); w: (C_in, C_out/groups, K), same float dtype.
-    Returns (N, C_out, (L-1)*stride + (K-1)*dilation + 1). Output position l*stride + k*dilation
-    receives x[:, ci, l] * w[ci, co, k] summed over the group's input channels ci.
+    x: (N, C_in, L); w: (C_in, C_out/groups, K), same float dtype. The full result has
+    F = (L-1)*stride + (K-1)*dilation + 1 positions: position l*stride + k*dilation receives
+    x[:, ci, l] * w[ci, co, k] summed over the group's input channels ci. Returns positions
+    [start, start + length) of it as (N, C_out, length); those >= F are 0.
     """
-    n_batch, c_in, length = x.shape
+    n_batch, c_in, steps = x.shape
     _, cg_out, taps = w.shape
     cg_in = c_in // groups
-    full = (length - 1) * stride + (taps - 1) * dilation + 1
+    full = (steps - 1) * stride + (taps - 1) * dilation + 1
+    # Tap k lands on output phase r = (k*d) % s, shifted by j = (k*d) // s input steps. Summing
+    # into one contiguous buffer per phase is ~3x faster than K adds at stride s into the output.
+    shift = [divmod(k * dilation, stride) for k in range(taps)]
+    span = steps + shift[-1][0]
+    phases = np.zeros((n_batch, groups, stride, cg_out, span), dtype=x.dtype)
     # w: (C_in, Cg_out, K) -> (G, K*Cg_out, Cg_in): row (k, co) holds the tap-k weights of co.
     wt = np.ascontiguousarray(w.reshape(groups, cg_in, cg_out, taps).transpose(0, 3, 2, 1))
     wt = wt.reshape(groups, taps * cg_out, cg_in)
-    xg = x.reshape(n_batch, groups, cg_in, length)
-    out = np.zeros((n_batch, groups, cg_out, full), dtype=x.dtype)
-    step_chunk = max(1, min(length, _BLOCK_ELEMENTS // max(1, groups * taps * cg_out)))
-    for t0 in range(0, length, step_chunk):
-        tc = min(step_chunk, length - t0)
+    xg = x.reshape(n_batch, groups, cg_in, steps)
+    step_chunk = max(1, min(steps, _BLOCK_ELEMENTS // max(1, n_batch * groups * taps * cg_out)))
+    for t0 in range(0, steps, step_chunk):
+        tc = min(step_chunk, steps - t0)
         # (G, K*Cg_out, Cg_in) @ (N, G, Cg_in, tc) -> (N, G, K, Cg_out, tc)
         prod = np.matmul(wt, xg[..., t0 : t0 + tc]).reshape(n_batch, groups, taps, cg_out, tc)
-        for k in range(taps):
-            start = t0 * stride + k * dilation
-            out[..., start : start + (tc - 1) * stride + 1 : stride] += prod[:, :, k]
-    return out.reshape(n_batch, groups * cg_out, full)
+        for k, (j, r) in enumerate(shift):
+            phases[:, :, r, :, t0 + j : t0 + j + tc] += prod[:, :, k]
+    # Interleave the phases straight into the window: out[..., o - start] = phases[r][..., q]
+    # for o = q*stride + r in [start, min(start + length, F)).
+    out = np.zeros((n_batch, groups, cg_out, length), dtype=x.dtype)
+    stop = min(start + length, full)
+    for r in range(stride):
+        first = start + (r - start) % stride  # first position >= start in phase r
+        if first >= stop:
+            continue
+        count = (stop - 1 - first) // stride + 1
+        q0 = (first - r) // stride
+        out[..., first - start : first - start + (count - 1) * stride + 1 : stride] = phases[:, :, r, :, q0 : q0 + count]
+    return out.reshape(n_batch, groups * cg_out, length)

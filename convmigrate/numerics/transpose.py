@@ -167,12 +167,11 @@ def _transpose(
     wc = precision.load(weight, "weight")
     bc = precision.load(bias, "bias")
     c_out = wc.shape[1] * groups
-    out = np.zeros((xc.shape[0], c_out, length), dtype=xc.dtype)
     if xc.shape[0] and c_out and length and xc.shape[-1]:
-        full = _kernels.col2im(xc, wc, stride, dilation, groups)
-        # Past the end of `full` the window stays zero (output_padding, or Kd < stride).
-        kept = full[..., start : start + length]
-        out[..., : kept.shape[-1]] = kept
+        # Past the end of the full result the window is zero (output_padding, or Kd < stride).
+        out = _kernels.col2im(xc, wc, stride, dilation, groups, start, length)
+    else:
+        out = np.zeros((xc.shape[0], c_out, length), dtype=xc.dtype)
     if bc is not None:
         out += bc[:, None]
     return precision.store(out)
