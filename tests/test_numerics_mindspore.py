@@ -58,6 +58,11 @@ def check_case(ms, case: dict, transposed: bool, dtype: str) -> None:
                        for a in (case["x"], case["weight"], case["bias"]))
     case = {**case, "x": x, "weight": weight, "bias": bias}
     reference = ms_layer_output(ms, case, transposed, dtype)
+    if not transposed and reference is not None and reference.shape[-1] == 0:
+        # A dilated kernel 1..stride samples longer than the padded input: MindSpore 2.10 returns
+        # an empty output for some such shapes and fails inside oneDNN for others (it checks
+        # only the undilated K against the input). convmigrate refuses them all.
+        reference = None
     narrow = (None if a is None else a.astype(dtype) for a in (x, weight, bias))
     try:
         ours = function(*narrow, **hyper)

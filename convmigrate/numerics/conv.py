@@ -123,6 +123,8 @@ def ms_conv1d(
 
     Raises ValueError for what MindSpore refuses: padding != 0 outside pad_mode="pad", channels
     not divisible by group, a kernel longer than the padded input, a weight not 4-D, ...
+    Also when only the dilated kernel is longer than the padded input: MindSpore 2.10 checks the
+    undilated K and then returns an empty output or fails inside oneDNN, depending on shape.
 
     >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 4)
     >>> ms_conv1d(x, np.ones((1, 2, 1, 2), np.float32), stride=2)  # same: pads 0 left, 0 right
