@@ -28,7 +28,7 @@ from convmigrate.transforms import fold_weight_norm
 from convmigrate.verify import (
     ConvSetup, Verification, direction_between, setup_from_spec, setups_from_layers, verify_migration,
 )
-from convmigrate.vocab import DTYPES, Format, Framework, Layout
+from convmigrate.vocab import Format, Framework, Layout
 
 # --format values each direction accepts, and the Format each one writes.
 OUTPUT_FORMATS: dict[Direction, dict[str, Format]] = {

@@ -52,7 +52,6 @@ def randomize_torch(net: TorchNet, seed: int = 0) -> TorchNet:
 
 def mindspore_net():
     """The same network in MindSpore's nn layers (parameter names: MindSpore's)."""
-    import mindspore
     from mindspore import nn as msnn, ops
 
     class MsNet(msnn.Cell):

@@ -27,7 +27,7 @@ def test_ms2torch_loads_strictly_and_matches_mindspore(ms, cli, tmp_path):
     torch_net = TorchNet().eval()
     torch_net.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True), strict=True)
     x, ids = inputs()
-    for ours, theirs in zip(run_torch(torch_net, x, ids), run_mindspore(ms_net, x, ids)):
+    for ours, theirs in zip(run_torch(torch_net, x, ids), run_mindspore(ms_net, x, ids), strict=True):
         np.testing.assert_allclose(ours, theirs, **TOLERANCE)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and report["output"]["written"]
@@ -54,7 +54,7 @@ def test_torch2ms_loads_every_parameter_and_matches_torch(ms, cli, tmp_path, wit
     param_not_loaded, ckpt_not_loaded = ms.load_param_into_net(ms_net, params)
     assert param_not_loaded == [] and ckpt_not_loaded == []
     x, ids = inputs()
-    for ours, theirs in zip(run_mindspore(ms_net, x, ids), run_torch(torch_net, x, ids)):
+    for ours, theirs in zip(run_mindspore(ms_net, x, ids), run_torch(torch_net, x, ids), strict=True):
         np.testing.assert_allclose(ours, theirs, **TOLERANCE)
 
 

@@ -41,7 +41,7 @@ def test_torch2ms_safetensors_loads_in_mindspore_and_matches(ms, cli, tmp_path):
     ms_net = mindspore_net()
     assert ms.load_param_into_net(ms_net, params) == ([], [])
     x, ids = inputs()
-    for ours, theirs in zip(run_mindspore(ms_net, x, ids), run_torch(torch_net, x, ids)):
+    for ours, theirs in zip(run_mindspore(ms_net, x, ids), run_torch(torch_net, x, ids), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 

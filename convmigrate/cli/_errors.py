@@ -7,7 +7,6 @@ A traceback is shown only with --debug.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 
 import typer
