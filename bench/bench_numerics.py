@@ -3,6 +3,8 @@
     python bench/bench_numerics.py            # every shape, 7 rounds
     python bench/bench_numerics.py --quick    # a few shapes, 3 rounds
     python bench/bench_numerics.py --only pos # shapes whose name contains "pos"
+    python bench/bench_numerics.py --threads 1  # both libraries on one thread (steadier when
+                                                # other work shares the cores)
 
 Each round times PyTorch (torch.nn.functional.conv1d / conv_transpose1d, default threads) and
 convmigrate once each, alternating which goes first; the table shows the medians and their
@@ -26,9 +28,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# BLAS reads its thread count when numpy loads, so --threads is applied before the imports.
+_THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else None
+if _THREADS:
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _THREADS
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from convmigrate.numerics import torch_conv1d, torch_conv_transpose1d  # noqa: E402
@@ -97,8 +104,8 @@ def seconds(call) -> float:
     return time.perf_counter() - start
 
 
-def measure(shape: Shape, rounds: int, pause: float) -> tuple[float, float]:
-    """Median seconds of (torch, convmigrate) over `rounds` alternating rounds, after a warm-up."""
+def measure(shape: Shape, rounds: int, pause: float) -> tuple[list[float], list[float]]:
+    """Seconds of (torch, convmigrate) in `rounds` alternating rounds, after a warm-up."""
     torch_call, ours_call = calls(shape)
     with torch.no_grad():
         torch_call(), ours_call()
@@ -108,7 +115,7 @@ def measure(shape: Shape, rounds: int, pause: float) -> tuple[float, float]:
             for call, times in order if r % 2 == 0 else order[::-1]:
                 time.sleep(pause)
                 times.append(seconds(call))
-    return statistics.median(torch_times), statistics.median(ours_times)
+    return torch_times, ours_times
 
 
 def blas_description() -> str:
@@ -146,23 +153,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="timed rounds per shape (default 7, 3 with --quick)")
     parser.add_argument("--only", help="run only shapes whose name contains this text")
     parser.add_argument("--pause", type=float, default=0.15, help="seconds to sleep before each timed call")
+    parser.add_argument("--threads", type=int, help="threads for both torch and numpy's BLAS (default: theirs)")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 7)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     shapes = [s for s in SHAPES if (s.quick or not args.quick) and (not args.only or args.only in s.name)]
 
-    print(f"{'shape':30} {'torch ms':>9} {'convmigrate ms':>15} {'ratio':>6}")
-    ratios = []
+    load_before = os.getloadavg()[0]
+    # ratio: of the medians. best ratio: of the fastest rounds, less sensitive to other load.
+    print(f"{'shape':30} {'torch ms':>9} {'convmigrate ms':>15} {'ratio':>6} {'best ratio':>11}")
+    ratios, best_ratios = [], []
     for shape in shapes:
-        torch_s, ours_s = measure(shape, rounds, args.pause)
+        torch_times, ours_times = measure(shape, rounds, args.pause)
+        torch_s, ours_s = statistics.median(torch_times), statistics.median(ours_times)
         ratios.append(ours_s / torch_s)
-        print(f"{shape.name:30} {torch_s * 1e3:9.2f} {ours_s * 1e3:15.2f} {ours_s / torch_s:6.2f}", flush=True)
-    geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
-    print(f"{'geometric mean ratio':30} {'':9} {'':15} {geomean:6.2f}")
+        best_ratios.append(min(ours_times) / min(torch_times))
+        print(f"{shape.name:30} {torch_s * 1e3:9.2f} {ours_s * 1e3:15.2f} {ratios[-1]:6.2f} {best_ratios[-1]:11.2f}",
+              flush=True)
+    print(f"{'geometric mean ratio':30} {'':9} {'':15} {geomean(ratios):6.2f} {geomean(best_ratios):11.2f}")
     print(
         f"\nmachine: {cpu_model()}, {os.cpu_count()} cores; numpy {np.__version__} ({blas_description()}); "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; python {platform.python_version()}; "
-        f"{rounds} rounds, medians"
+        f"{rounds} rounds, medians; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values))
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ def correlate(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups:
     Returns (N, C_out, L_out), L_out = (Lp - (K-1)*dilation - 1)//stride + 1 >= 1, C-contiguous.
     """
     cg_in, taps = w.shape[1], w.shape[2]
-    if cg_in == 1:
-        # A dilated kernel widens each Toeplitz block's window by `dilation`x for the same taps.
-        if taps >= _TOEPLITZ_MIN_TAPS and dilation == 1:
+    if cg_in == 1 and groups > 1:  # depthwise; with groups == 1 im2col is a single matmul
+        # A Toeplitz block does ~(stride + 1)x the multiply-adds of a direct conv (more with
+        # dilation), which BLAS speed repays only for undilated kernels at stride 1 or 2.
+        if taps >= _TOEPLITZ_MIN_TAPS and dilation == 1 and stride <= 2:
             return _depthwise_toeplitz(xp, w, stride, dilation, groups)
         return _depthwise_taps(xp, w, stride, dilation, groups)
     return _im2col(xp, w, stride, dilation, groups)
