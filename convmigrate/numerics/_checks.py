@@ -6,6 +6,7 @@ Each failure is a ValueError whose message says what the framework would have sa
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,3 +53,48 @@ def check_fits(padded: int, span: int) -> None:
             f"the dilated kernel spans {span} samples but the padded input has only {padded}: "
             "kernel size can't be greater than the padded input size"
         )
+
+
+MINDSPORE_PAD_MODES = ("same", "valid", "pad")
+
+
+@dataclass(frozen=True)
+class MindsporeArgs:
+    """A MindSpore Conv1d/Conv1dTranspose call's arguments, checked as its constructor does."""
+
+    x: np.ndarray  # (N, C_in, L)
+    weight: np.ndarray  # the stored weight without its unit axis: (A, B, K)
+    stride: int
+    pad_mode: str
+    padding: int
+    dilation: int
+    group: int
+
+
+def mindspore_args(
+    x: object, weight: object, stride: object, pad_mode: str, padding: object, dilation: object, group: object,
+    layer: str, layout: str, torch_twin: str,
+) -> MindsporeArgs:
+    """Check what mindspore.nn.`layer` checks; `layout` names its (A, B, 1, K) weight axes."""
+    x = np.asarray(x)
+    check_input(x, allow_unbatched=False)
+    weight = np.asarray(weight)
+    if weight.ndim != 4 or weight.shape[2] != 1:
+        raise ValueError(
+            f"mindspore.nn.{layer}'s weight has shape ({layout}, 1, K), got shape {weight.shape}; "
+            f"for a PyTorch-layout ({layout}, K) weight pass weight[:, :, None, :] (or call {torch_twin})"
+        )
+    padding = as_int(padding, "padding", 0, allow_tuple=False)
+    if pad_mode not in MINDSPORE_PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {', '.join(MINDSPORE_PAD_MODES)}, got {pad_mode!r}")
+    if padding and pad_mode != "pad":
+        raise ValueError(f"padding must be 0 when pad_mode is not 'pad', got padding={padding} with {pad_mode!r}")
+    return MindsporeArgs(
+        x=x,
+        weight=weight[:, :, 0, :],
+        stride=as_int(stride, "stride", 1, allow_tuple=False),
+        pad_mode=pad_mode,
+        padding=padding,
+        dilation=as_int(dilation, "dilation", 1, allow_tuple=False),
+        group=as_int(group, "group", 1, allow_tuple=False),
+    )

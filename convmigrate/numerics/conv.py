@@ -18,9 +18,6 @@ from convmigrate.numerics.padding import (
     torch_same_padding,
 )
 
-MINDSPORE_PAD_MODES = ("same", "valid", "pad")
-
-
 def torch_conv1d(
     x: np.ndarray,
     weight: np.ndarray,
@@ -131,38 +128,23 @@ def ms_conv1d(
     array([[[10., 18.]]], dtype=float32)
     """
     precision = resolve_precision(x, dtype)
-    x = np.asarray(x)
-    _checks.check_input(x, allow_unbatched=False)
-    weight = np.asarray(weight)
-    if weight.ndim != 4 or weight.shape[2] != 1:
+    args = _checks.mindspore_args(
+        x, weight, stride, pad_mode, padding, dilation, group, "Conv1d", "C_out, C_in/group", "torch_conv1d"
+    )
+    c_out, cg_in, taps = args.weight.shape
+    c_in = args.x.shape[1]
+    _checks.check_groups(c_in, c_out, args.group, "group")
+    if c_in != cg_in * args.group:
         raise ValueError(
-            "mindspore.nn.Conv1d's weight has shape (C_out, C_in/group, 1, K), "
-            f"got shape {weight.shape}; for a PyTorch-layout (C_out, C_in/group, K) weight "
-            "pass weight[:, :, None, :] (or call torch_conv1d)"
-        )
-    stride = _checks.as_int(stride, "stride", 1, allow_tuple=False)
-    dilation = _checks.as_int(dilation, "dilation", 1, allow_tuple=False)
-    group = _checks.as_int(group, "group", 1, allow_tuple=False)
-    padding = _checks.as_int(padding, "padding", 0, allow_tuple=False)
-    if pad_mode not in MINDSPORE_PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(MINDSPORE_PAD_MODES)}, got {pad_mode!r}")
-    if padding and pad_mode != "pad":
-        raise ValueError(f"padding must be 0 when pad_mode is not 'pad', got padding={padding} with {pad_mode!r}")
-    weight = weight[:, :, 0, :]
-    c_out, cg_in, taps = weight.shape
-    c_in = x.shape[1]
-    _checks.check_groups(c_in, c_out, group, "group")
-    if c_in != cg_in * group:
-        raise ValueError(
-            f"x has {c_in} channels but weight of shape (C_out, {cg_in}, 1, K) with group={group} "
-            f"expects {cg_in * group}"
+            f"x has {c_in} channels but weight of shape (C_out, {cg_in}, 1, K) with group={args.group} "
+            f"expects {cg_in * args.group}"
         )
     _checks.check_bias(bias, c_out)
-    if pad_mode == "same":
-        pads = mindspore_same_padding(x.shape[-1], taps, stride, dilation)
+    if args.pad_mode == "same":
+        pads = mindspore_same_padding(args.x.shape[-1], taps, args.stride, args.dilation)
     else:
-        pads = (padding, padding)
-    return _convolve(precision, x, weight, bias, pads, "zeros", stride, dilation, group)
+        pads = (args.padding, args.padding)
+    return _convolve(precision, args.x, args.weight, bias, pads, "zeros", args.stride, args.dilation, args.group)
 
 
 def _convolve(

@@ -21,7 +21,6 @@ import numpy as np
 
 from convmigrate.numerics import _checks, _kernels
 from convmigrate.numerics._precision import Precision, resolve_precision
-from convmigrate.numerics.conv import MINDSPORE_PAD_MODES
 from convmigrate.numerics.padding import effective_kernel
 
 
@@ -114,41 +113,28 @@ def ms_conv1d_transpose(
     array([[[1., 1., 2., 1., 2., 1.]]], dtype=float32)
     """
     precision = resolve_precision(x, dtype)
-    x = np.asarray(x)
-    _checks.check_input(x, allow_unbatched=False)
-    weight = np.asarray(weight)
-    if weight.ndim != 4 or weight.shape[2] != 1:
-        raise ValueError(
-            "mindspore.nn.Conv1dTranspose's weight has shape (C_in, C_out/group, 1, K), "
-            f"got shape {weight.shape}; for a PyTorch-layout (C_in, C_out/group, K) weight pass "
-            "weight[:, :, None, :] (or call torch_conv_transpose1d)"
-        )
-    stride = _checks.as_int(stride, "stride", 1, allow_tuple=False)
-    dilation = _checks.as_int(dilation, "dilation", 1, allow_tuple=False)
-    group = _checks.as_int(group, "group", 1, allow_tuple=False)
-    padding = _checks.as_int(padding, "padding", 0, allow_tuple=False)
-    if pad_mode not in MINDSPORE_PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(MINDSPORE_PAD_MODES)}, got {pad_mode!r}")
-    if padding and pad_mode != "pad":
-        raise ValueError(f"padding must be 0 when pad_mode is not 'pad', got padding={padding} with {pad_mode!r}")
-    weight = weight[:, :, 0, :]
-    c_in, cg_out, taps = weight.shape
-    _checks.check_groups(c_in, cg_out * group, group, "group")
-    if x.shape[1] != c_in:
-        raise ValueError(f"weight of shape {weight.shape[:2]} + (1, K) expects x to have {c_in} channels, but x has {x.shape[1]}")
-    _checks.check_bias(bias, cg_out * group)
+    args = _checks.mindspore_args(
+        x, weight, stride, pad_mode, padding, dilation, group, "Conv1dTranspose", "C_in, C_out/group",
+        "torch_conv_transpose1d",
+    )
+    c_in, cg_out, taps = args.weight.shape
+    _checks.check_groups(c_in, cg_out * args.group, args.group, "group")
+    if args.x.shape[1] != c_in:
+        raise ValueError(f"weight of shape ({c_in}, {cg_out}, 1, K) expects x to have {c_in} channels, "
+                         f"but x has {args.x.shape[1]}")
+    _checks.check_bias(bias, cg_out * args.group)
 
-    length_in = x.shape[-1]
-    span = effective_kernel(taps, dilation)
-    if pad_mode == "same":
+    length_in, stride = args.x.shape[-1], args.stride
+    span = effective_kernel(taps, args.dilation)
+    if args.pad_mode == "same":
         start, length = max(span - stride, 0) // 2, length_in * stride
-    elif pad_mode == "valid":
+    elif args.pad_mode == "valid":
         start, length = 0, length_in * stride + max(span - stride, 0)
     else:
-        start, length = padding, (length_in - 1) * stride + span - 2 * padding
+        start, length = args.padding, (length_in - 1) * stride + span - 2 * args.padding
     if length < 0:
         raise ValueError(f"the output length would be {length} (input length {length_in}): output size is too small")
-    return _transpose(precision, x, weight, bias, stride, dilation, group, start, length)
+    return _transpose(precision, args.x, args.weight, bias, stride, args.dilation, args.group, start, length)
 
 
 def _transpose(
