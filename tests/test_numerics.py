@@ -269,6 +269,22 @@ def test_dtypes_of_results():
     assert unbatched.shape == (2, 13)
 
 
+def test_strided_views_are_read_and_never_written():
+    """Non-contiguous inputs (channel-reversed, time-strided views) give the same numbers, and
+    the result is a new array even where the conv is the identity (K=1, one weight of 1)."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((2, 6, 40)).astype(np.float32)
+    x = base[:, ::-1, ::2]
+    weight = rng.standard_normal((6, 3, 5)).astype(np.float32)[:, :, ::-1]
+    ours = torch_conv1d(x, weight, groups=2, padding=2)
+    reference = F.conv1d(torch.from_numpy(x.copy()), torch.from_numpy(weight.copy()), groups=2, padding=2).numpy()
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+    identity = np.ones((6, 1, 1), np.float32)
+    same = torch_conv1d(base, identity, groups=6)
+    np.testing.assert_array_equal(same, base)
+    assert not np.shares_memory(same, base)
+
+
 X = np.ones((1, 4, 8), np.float32)
 W = np.ones((4, 2, 3), np.float32)  # groups=2 layout for torch_conv1d
 W4 = W[:, :, None, :]
@@ -293,6 +309,8 @@ W4 = W[:, :, None, :]
         (lambda: torch_conv1d(X, W.astype(np.float64), groups=2), "dtype"),
         (lambda: torch_conv1d(X.astype(np.int32), W, groups=2), "dtype"),
         (lambda: torch_conv1d(X.view(np.uint16), W, groups=2), "bfloat16"),
+        (lambda: torch_conv1d(X, W, groups=2, dtype="bfloat16"), "dtype"),
+        (lambda: torch_conv1d(X, W, groups=2, dtype="int8"), "not supported"),
         (lambda: torch_conv1d(X[0, 0], W, groups=2), "shape"),
         (lambda: torch_conv_transpose1d(X, W, stride=2, output_padding=2), "output_padding"),
         (lambda: torch_conv_transpose1d(X, W, groups=3), "divisible"),
