@@ -18,8 +18,6 @@ import numpy as np
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UsageError
-import os
-
 from convmigrate.formats import open_checkpoint, write_checkpoint
 from convmigrate.formats.atomic import check_output_path
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
@@ -239,25 +237,22 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         entries = target_entries(plan, checkpoint)
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
-        # Written under a staging name, verified there, and only then renamed to `output`: a
-        # result that fails verification never takes the output's place.
-        staging = output.with_name(f".{output.name}.unverified") if request.verify else output
-        try:
-            with progress(result.tensor_bytes) as on_bytes:
-                write_checkpoint(staging, entries, output_format, metadata=metadata, crc=request.crc,
-                                 inputs=[request.input], force=True if request.verify else request.force,
-                                 on_bytes=on_bytes)
-            if request.verify:
-                with open_checkpoint(staging) as converted:
-                    result.verification = verify_migration(
-                        plan, checkpoint, converted, layers=layers,
-                        tolerance=(request.rtol, request.atol), seed=request.seed,
-                    )
-                if result.verification.passed:
-                    os.replace(staging, output)
-        finally:
-            if request.verify:
-                staging.unlink(missing_ok=True)
+
+        def verified(written: Path) -> bool:
+            """Prove the complete temporary file before it may take the output's name."""
+            with open_checkpoint(written) as converted:
+                result.verification = verify_migration(
+                    plan, checkpoint, converted, layers=layers,
+                    tolerance=(request.rtol, request.atol), seed=request.seed,
+                )
+            return result.verification.passed
+
+        # Written to a temporary file beside `output`, verified there, and only then renamed:
+        # a result that fails verification (or a failed write) never takes the output's place.
+        with progress(result.tensor_bytes) as on_bytes:
+            write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
+                             inputs=[request.input], force=request.force, on_bytes=on_bytes,
+                             check=verified if request.verify else None)
         result.written = result.verification is None or result.verification.passed
         if result.written and from_model is not None:
             from convmigrate.layers import write_layers_json

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,8 +33,12 @@ def check_output_path(output: Path, inputs: Sequence[Path], force: bool) -> None
 
 
 @contextlib.contextmanager
-def atomic_output(output: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that becomes `output` only when the block finishes without error."""
+def atomic_output(output: Path, check: Callable[[Path], bool] | None = None) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes `output` only when the block finishes without error.
+
+    `check(temporary_path)`, if given, reads the complete new file before it takes the
+    output's name; when it returns False the new file is discarded and the previous one kept.
+    """
     output = Path(output)
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
@@ -46,6 +50,9 @@ def atomic_output(output: Path) -> Iterator[BinaryIO]:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        if check is not None and not check(temp):
+            temp.unlink()
+            return
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only

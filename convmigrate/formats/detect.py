@@ -23,6 +23,9 @@ PICKLE_PROTO = b"\x80"
 CKPT_FIELD_TAG = 0x0A
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 CRC_TAIL_MARK = b"crc_num"
+# save_checkpoint(..., enc_key=...) opens the file with the little-endian magic 0x7F3A5ED8 plus
+# the enc_mode's index (measured on MindSpore 2.10: AES-GCM D8, AES-CBC D9, SM4-CBC DA).
+ENCRYPTED_CKPT_MAGICS = tuple(bytes([low]) + b"\x5e\x3a\x7f" for low in (0xD8, 0xD9, 0xDA))
 
 
 def _looks_like_ckpt(head: bytes) -> bool:
@@ -67,6 +70,12 @@ def detect_format(path: Path) -> Format:
         return Format.SAFETENSORS  # reader tells plain from MindSpore's flavour by metadata
     if _looks_like_ckpt(head) or head.startswith(CRC_TAIL_MARK):
         return Format.CKPT
+    if head.startswith(ENCRYPTED_CKPT_MAGICS):
+        raise UnreadableCheckpointError(
+            path,
+            "is an encrypted MindSpore checkpoint (saved with enc_key); decrypt it with "
+            "mindspore.load_checkpoint(..., dec_key=..., dec_mode=...) and save it again without enc_key",
+        )
     if path.suffix == ".ckpt":
         raise UnreadableCheckpointError(
             path,

@@ -91,14 +91,16 @@ _DATA_PARALLEL_PREFIX = "module."
 # --------------------------------------------------------------------------- reading
 
 
-def _wanted_global(error: BaseException) -> str:
-    """The global a refused pickle asked for, from torch's weights_only message."""
-    text = str(error)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return f"global {found.group(1)}"
-    detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
-    return detail.group(1).strip() if detail else "something weights_only does not allow"
+def _wanted_global(error: BaseException) -> str | None:
+    """The global a refused pickle asked for, from torch's weights_only message (None: none)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if found else None
+
+
+def _unpickler_detail(error: BaseException) -> str:
+    """What torch's weights_only unpickler stopped at (e.g. "Unsupported operand 144")."""
+    detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(error))
+    return detail.group(1).strip() if detail else "no detail given"
 
 
 def _load(path: Path, *, zipped: bool, trust_pickle: bool) -> object:
@@ -112,9 +114,16 @@ def _load(path: Path, *, zipped: bool, trust_pickle: bool) -> object:
             if "Weights only load failed" not in str(exc):
                 raise
             if not trust_pickle:
+                wanted = _wanted_global(exc)
+                if wanted is None:  # no code asked for: a damaged pickle (or opcodes it refuses)
+                    raise UnreadableCheckpointError(
+                        path,
+                        f"its pickle is damaged, or holds what torch.load(weights_only=True) refuses "
+                        f"({_unpickler_detail(exc)}); pass --trust-pickle only if you trust where the file came from",
+                    ) from None
                 raise UnsafePickleError(
                     path,
-                    f"loading it would run pickle code (it asks for {_wanted_global(exc)}); "
+                    f"loading it would run pickle code (it asks for global {wanted}); "
                     "pass --trust-pickle only if you trust where the file came from",
                 ) from None
             return load(weights_only=False)

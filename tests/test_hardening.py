@@ -1,0 +1,580 @@
+"""Hostile, broken and odd inputs through the real commands a CI step runs (issue 7).
+
+Every file here is generated at test time. Each refused case must give, for every command that
+reads it (`inspect`, `convert`, `torch2ms`, `ms2torch`, `verify`): exit code 2, one line on
+stderr that names the file and the problem (no traceback, never the catch-all "unexpected"),
+no new file anywhere under tmp_path (no output, no temporary or staging file), nothing changed,
+and nothing executed (a malicious pickle would create a marker file).
+
+The output-side cases (output = input, a missing folder, a read-only target, a write that fails
+half-way) must also leave the previous file at the output path intact.
+
+Not detectable, and so not tested as refusals: a flipped bit inside the raw tensor bytes of a
+safetensors file or of a .ckpt without CRC tail (the formats carry no checksum), or of a .pt
+(the zip's CRC-32 is not checked by torch.load either). Flips in their structure are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import pickle
+import re
+import struct
+import subprocess
+import uuid
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convmigrate.formats import atomic
+from tests.conftest import run_cli, run_console_script
+
+CRC_MARK = b"crc_num"
+
+
+# --------------------------------------------------------------------------- corpus helpers
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under `root` (hidden ones too) -> SHA-256 of its bytes."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def state_dict() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    return {
+        "enc.conv.weight": torch.randn(8, 4, 3, generator=generator),
+        "enc.conv.bias": torch.randn(8, generator=generator),
+        "head.weight": torch.randn(3, 8, generator=generator),
+        "head.bias": torch.randn(3, generator=generator),
+    }
+
+
+def good_pt(path: Path) -> Path:
+    torch.save(state_dict(), path)
+    return path
+
+
+def good_safetensors(path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(state_dict(), str(path))
+    return path
+
+
+# A hand-written protobuf encoder for .ckpt files, independent of the tool's writer.
+
+
+def varint(number: int) -> bytes:
+    number &= (1 << 64) - 1  # negative int64 take ten bytes, as protobuf writes them
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    return bytes(out + bytes([number]))
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def ckpt_value(tag: bytes | str, dims: list[int], tensor_type: str, content: bytes) -> bytes:
+    """One `Checkpoint.value`: Value { tag = 1; tensor = 2 { dims = 1; tensor_type = 2; content = 3 } }."""
+    tag = tag.encode() if isinstance(tag, str) else tag
+    tensor = b"".join(varint(1 << 3) + varint(d) for d in dims) + field(2, tensor_type.encode()) + field(3, content)
+    return field(1, field(1, tag) + field(2, tensor))
+
+
+def good_ckpt_bytes() -> bytes:
+    return b"".join(ckpt_value(name, list(t.shape), "Float32", t.numpy().tobytes()) for name, t in state_dict().items())
+
+
+def with_crc(data: bytes) -> bytes:
+    return data + CRC_MARK + zlib.crc32(data).to_bytes(10, "big")
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
+    changed = bytearray(data)
+    changed[position] ^= mask
+    return bytes(changed)
+
+
+def pt_record_offset(path: Path, suffix: str) -> int:
+    """Where the data of the zip record whose name ends with `suffix` starts in `path`."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    data = path.read_bytes()
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    return info.header_offset + 30 + name_length + extra_length
+
+
+class Marker:
+    """Pickles as os.system("touch MARKER"): harmless, and proves whether pickle code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def marker_of(tmp_path: Path) -> Path:
+    return tmp_path / "pwned"
+
+
+# --------------------------------------------------------------------------- running the commands
+
+
+def commands(source: Path, tmp_path: Path, good: Path) -> dict[str, list[object]]:
+    """Every command a CI step could run on `source`, writing (if at all) into tmp_path/out."""
+    out = tmp_path / "out"
+    return {
+        "inspect": ["inspect", source],
+        "inspect --json": ["inspect", source, "--json"],
+        "convert": ["convert", source, "-o", out / "converted.safetensors"],
+        "convert ckpt": ["convert", source, "-o", out / "converted.ckpt", "--crc"],
+        "torch2ms": ["torch2ms", source, "-o", out / "model.ckpt"],
+        "ms2torch": ["ms2torch", source, "-o", out / "model.pt"],
+        "verify original": ["verify", source, good],
+        "verify converted": ["verify", good, source],
+    }
+
+
+def assert_one_line_error(result, path: Path, problem: str, what: str) -> str:  # noqa: ANN001
+    """Exit code 2 and one `error:` line on stderr naming `path` and matching `problem`."""
+    assert result.exit_code == 2, f"{what}: exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    line = result.stderr.strip()
+    assert "\n" not in line, f"{what}: stderr is not one line:\n{result.stderr}"
+    assert line.startswith("error: "), f"{what}: {line}"
+    assert "Traceback" not in result.stderr and "unexpected" not in line, f"{what}: {line}"
+    assert str(path) in line, f"{what}: the message does not name {path}: {line}"
+    assert re.search(problem, line), f"{what}: {problem!r} not in: {line}"
+    return line
+
+
+def assert_refused_everywhere(tmp_path: Path, source: Path, problem: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Run every command on `source`; each must refuse it and leave tmp_path exactly as it was."""
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "reference").mkdir(exist_ok=True)
+    good = tmp_path / "reference" / "good.safetensors"
+    if not good.exists():
+        good_safetensors(good)
+    before = snapshot(tmp_path)
+    lines = []
+    for what, args in commands(source, tmp_path, good).items():
+        if what in skip:
+            continue
+        lines.append(assert_one_line_error(run_cli(*args), source, problem, what))
+        assert snapshot(tmp_path) == before, f"{what}: files changed under {tmp_path}"
+    assert not marker_of(tmp_path).exists(), "pickle code ran"
+    return lines
+
+
+# --------------------------------------------------------------------------- the refused inputs
+
+
+def evil_zip_pt(tmp_path: Path) -> Path:
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.ones(2), "evil": Marker(marker_of(tmp_path))}, path)
+    return path
+
+
+def evil_plain_pickle(tmp_path: Path) -> Path:
+    return written(tmp_path / "evil_plain.pt", pickle.dumps({"evil": Marker(marker_of(tmp_path))}, protocol=2))
+
+
+def evil_legacy_pt(tmp_path: Path) -> Path:
+    path = tmp_path / "evil_legacy.pt"
+    torch.save({"w": torch.ones(2), "evil": Marker(marker_of(tmp_path))}, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def pickled_module(tmp_path: Path) -> Path:
+    path = tmp_path / "module.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3), torch.nn.ReLU()), path)
+    return path
+
+
+def truncated_pt(tmp_path: Path) -> Path:
+    data = good_pt(tmp_path / "full.pt").read_bytes()
+    (tmp_path / "full.pt").unlink()
+    return written(tmp_path / "truncated.pt", data[: len(data) // 2])
+
+
+def bit_flipped_pt_pickle(tmp_path: Path) -> Path:
+    """A flipped bit in the first opcode of data.pkl (PROTO 0x80 -> 0x90)."""
+    good = good_pt(tmp_path / "full.pt")
+    at = pt_record_offset(good, "data.pkl")
+    data = good.read_bytes()
+    good.unlink()
+    return written(tmp_path / "flipped.pt", flip(data, at, 0x10))
+
+
+def bit_flipped_pt_directory(tmp_path: Path) -> Path:
+    """A flipped bit in the zip's end-of-central-directory signature."""
+    good = good_pt(tmp_path / "full.pt")
+    data = good.read_bytes()
+    good.unlink()
+    return written(tmp_path / "flipped_zip.pt", flip(data, data.rindex(b"PK\x05\x06") + 2))
+
+
+def safetensors_bytes(tmp_path: Path) -> bytes:
+    good = good_safetensors(tmp_path / "full.safetensors")
+    data = good.read_bytes()
+    good.unlink()
+    return data
+
+
+def truncated_safetensors(tmp_path: Path) -> Path:
+    data = safetensors_bytes(tmp_path)
+    return written(tmp_path / "truncated.safetensors", data[:-50])
+
+
+def truncated_safetensors_header(tmp_path: Path) -> Path:
+    return written(tmp_path / "truncated_header.safetensors", safetensors_bytes(tmp_path)[:40])
+
+
+def bit_flipped_safetensors_json(tmp_path: Path) -> Path:
+    """The header's opening brace becomes 'z'... and the file is no longer JSON."""
+    data = safetensors_bytes(tmp_path)
+    at = data.index(b'"dtype"') + 1  # d -> e: the record has no "dtype" key any more
+    return written(tmp_path / "flipped.safetensors", flip(data, at))
+
+
+def bit_flipped_safetensors_length(tmp_path: Path) -> Path:
+    return written(tmp_path / "flipped_length.safetensors", flip(safetensors_bytes(tmp_path), 2, 0x40))
+
+
+def truncated_ckpt(tmp_path: Path) -> Path:
+    data = good_ckpt_bytes()
+    return written(tmp_path / "truncated.ckpt", data[: len(data) - 20])
+
+
+def bit_flipped_ckpt(tmp_path: Path) -> Path:
+    """The tensor_type key 0x12 of the first value becomes 0x13: wire type 3."""
+    data = good_ckpt_bytes()
+    return written(tmp_path / "flipped.ckpt", flip(data, data.index(b"\x12\x07Float32")))
+
+
+def crc_mismatch(tmp_path: Path) -> Path:
+    data = with_crc(good_ckpt_bytes())
+    return written(tmp_path / "crc.ckpt", flip(data, len(data) - 30))  # a bit of tensor content
+
+
+def empty(suffix: str) -> Callable[[Path], Path]:
+    return lambda tmp_path: written(tmp_path / f"empty{suffix}", b"")
+
+
+def a_directory(tmp_path: Path) -> Path:
+    path = tmp_path / "model.pt"
+    path.mkdir()
+    return path
+
+
+def text_file(tmp_path: Path) -> Path:
+    return written(tmp_path / "notes.txt", b"epoch 3: loss 0.25\n")
+
+
+def png_named_pt(tmp_path: Path) -> Path:
+    return written(tmp_path / "image.pt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+
+
+def random_ckpt(tmp_path: Path) -> Path:
+    return written(tmp_path / "random.ckpt", np.random.default_rng(3).integers(0, 256, 4096, np.uint8).tobytes())
+
+
+def json_not_index(tmp_path: Path) -> Path:
+    return written(tmp_path / "config.index.json", b'{"architectures": ["Wav2Vec2Model"]}')
+
+
+def content_length_mismatch(tmp_path: Path) -> Path:
+    return written(tmp_path / "length.ckpt", ckpt_value("w", [3], "Float32", bytes(8)))
+
+
+def petabyte_dims(tmp_path: Path) -> Path:
+    return written(tmp_path / "huge.ckpt", ckpt_value("w", [2**20, 2**20, 256], "Float32", bytes(16)))
+
+
+def unknown_tensor_type(tmp_path: Path) -> Path:
+    return written(tmp_path / "int4.ckpt", ckpt_value("w", [2], "Int4", bytes(1)))
+
+
+def tag_not_utf8(tmp_path: Path) -> Path:
+    return written(tmp_path / "tag.ckpt", ckpt_value(b"conv\xff\xfe.weight", [1], "Int8", b"\x01"))
+
+
+def repeated_tag(tmp_path: Path) -> Path:
+    value = lambda tag: ckpt_value(tag, [1], "Int8", b"\x01")  # noqa: E731
+    return written(tmp_path / "repeated.ckpt", value("a") + value("b") + value("a"))
+
+
+def missing_shard(tmp_path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    tensors = state_dict()
+    save_file({"enc.conv.weight": tensors["enc.conv.weight"]}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    index = {
+        "metadata": {"total_size": 0},
+        "weight_map": {"enc.conv.weight": "model-00001-of-00002.safetensors", "head.weight": "model-00002-of-00002.safetensors"},
+    }
+    return written(tmp_path / "model.safetensors.index.json", json.dumps(index).encode())
+
+
+DAMAGED = "damaged|damaged safetensors file"
+CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "pickle os.system (torch.save zip)": (evil_zip_pt, r"would run pickle code \(it asks for global posix\.system\).*--trust-pickle"),
+    "pickle os.system (plain pickle)": (evil_plain_pickle, r"would run pickle code \(it asks for global posix\.system\)"),
+    "pickle os.system (legacy torch.save)": (evil_legacy_pt, r"would run pickle code \(it asks for global posix\.system\)"),
+    "whole pickled nn.Module": (pickled_module, r"would run pickle code \(it asks for global torch\.nn\.modules\.container\.Sequential\).*--trust-pickle"),
+    "truncated .pt": (truncated_pt, r"torch\.load cannot read it .*central directory"),
+    "bit-flipped .pt pickle": (bit_flipped_pt_pickle, r"pickle is damaged"),
+    "bit-flipped .pt zip": (bit_flipped_pt_directory, r"torch\.load cannot read it .*central directory"),
+    "truncated .safetensors data": (truncated_safetensors, r"damaged safetensors file: tensor data needs \d+ bytes but the file holds \d+ .*truncated"),
+    "truncated .safetensors header": (truncated_safetensors_header, r"damaged safetensors file: header length \d+ runs past the end of the 40-byte file"),
+    "bit-flipped .safetensors header": (bit_flipped_safetensors_json, r"damaged safetensors file: tensor '[\w.]+': record must have exactly dtype, shape, data_offsets"),
+    "bit-flipped .safetensors length": (bit_flipped_safetensors_length, r"is not a checkpoint convmigrate knows|damaged safetensors file"),
+    "truncated .ckpt": (truncated_ckpt, r"truncated: .*; the file is damaged"),
+    "bit-flipped .ckpt": (bit_flipped_ckpt, r"field 2 with wire type 3 cannot belong to a TensorProto message .*; the file is damaged"),
+    "CRC tail does not match": (crc_mismatch, r"the CRC does not match \(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\): the file is damaged"),
+    "empty .pt": (empty(".pt"), r"is empty \(0 bytes\)"),
+    "empty .safetensors": (empty(".safetensors"), r"is empty \(0 bytes\)"),
+    "empty .bin": (empty(".bin"), r"is empty \(0 bytes\)"),
+    "a directory": (a_directory, r"is a directory; give a checkpoint file"),
+    "a text file": (text_file, r"is not a checkpoint convmigrate knows"),
+    "a PNG named .pt": (png_named_pt, r"is not a checkpoint convmigrate knows"),
+    "random bytes named .ckpt": (random_ckpt, r"is not a protobuf MindSpore checkpoint"),
+    "a JSON that is not an index": (json_not_index, r"is not a sharded safetensors index"),
+    ".ckpt content length disagrees with dims": (content_length_mismatch, r"tensor 'w': content is 8 bytes but dims \[3\] of Float32 need 12"),
+    ".ckpt dims needing petabytes": (petabyte_dims, r"tensor 'w': dims \[1048576, 1048576, 256\] of Float32 would need 1125899906842624 bytes, more than the whole file"),
+    ".ckpt unknown tensor_type": (unknown_tensor_type, r"tensor 'w' has tensor_type 'Int4', which convmigrate cannot read"),
+    ".ckpt tag not UTF-8": (tag_not_utf8, r"the tag \(tensor name\) is not valid UTF-8 \(at byte \d+\); the file is damaged"),
+    ".ckpt same tag twice, not adjacent": (repeated_tag, r"tag 'a' appears again after other values .*must be adjacent"),
+    "sharded index names a missing shard": (missing_shard, r"shard 'model-00002-of-00002\.safetensors' listed in the index is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_refused_with_one_line_and_no_output(tmp_path: Path, case: str) -> None:
+    build, problem = CASES[case]
+    source = build(tmp_path)
+    assert_refused_everywhere(tmp_path, source, problem)
+
+
+def test_encrypted_mindspore_checkpoint(ms, tmp_path: Path) -> None:
+    """Each of save_checkpoint's enc_mode values, under a .ckpt name and under another name."""
+    params = [{"name": "w", "data": ms.Tensor(np.arange(64, dtype=np.float32))}]
+    for mode in ("AES-GCM", "AES-CBC", "SM4-CBC"):
+        path = tmp_path / f"enc-{mode}.ckpt"
+        ms.save_checkpoint(params, str(path), enc_key=b"0123456789abcdef", enc_mode=mode)
+        renamed = written(tmp_path / f"enc-{mode}.bin", path.read_bytes())
+        for source in (path, renamed):
+            assert_refused_everywhere(tmp_path, source, r"is an encrypted MindSpore checkpoint \(saved with enc_key\).*dec_key")
+
+
+def test_malicious_pickle_is_refused_by_the_console_script(tmp_path: Path) -> None:
+    """The real process: one line, exit 2, no traceback, and the shell command never ran."""
+    source = evil_zip_pt(tmp_path)
+    output = tmp_path / "model.ckpt"
+    result = run_console_script("torch2ms", source, "-o", output)
+    assert_one_line_error(result, source, r"would run pickle code \(it asks for global posix\.system\)", "torch2ms")
+    assert not output.exists() and not marker_of(tmp_path).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
+
+
+def test_whole_pickled_module_works_with_trust_pickle(tmp_path: Path) -> None:
+    source = pickled_module(tmp_path)
+    refused = run_cli("torch2ms", source, "-o", tmp_path / "refused.ckpt")
+    assert_one_line_error(refused, source, "Sequential.*--trust-pickle only if you trust", "torch2ms")
+    result = run_cli("torch2ms", source, "-o", tmp_path / "module.ckpt", "--trust-pickle")
+    assert result.exit_code == 0, result.stderr
+    assert "whole pickled Sequential module" in result.stdout
+    described = json.loads(run_cli("inspect", tmp_path / "module.ckpt", "--json").stdout)
+    model = torch.load(source, weights_only=False)
+    conv = model[0]
+    by_name = {t["name"]: t for t in described["tensors"]}
+    assert by_name["0.weight"]["shape"] == [8, 4, 1, 3]  # MindSpore's Conv1d layout
+    assert by_name["0.weight"]["sha256"] == hashlib.sha256(conv.weight.detach().numpy().tobytes()).hexdigest()
+    assert by_name["0.bias"]["sha256"] == hashlib.sha256(conv.bias.detach().numpy().tobytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- output-side cases
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["convert", "{pt}", "-o", "{pt}", "--format", "pt"],
+        ["convert", "{pt}", "-o", "{pt}", "--format", "pt", "--force"],
+        ["convert", "{pt}", "-o", "{dotted}", "--format", "ckpt", "--force"],
+        ["torch2ms", "{pt}", "-o", "{pt}", "--force"],
+        ["torch2ms", "{pt}", "-o", "{link}", "--force", "--no-verify"],
+        ["ms2torch", "{ckpt}", "-o", "{ckpt}", "--format", "pt", "--force"],
+    ],
+    ids=["convert", "convert --force", "convert via ..", "torch2ms --force", "torch2ms via a symlink", "ms2torch --force"],
+)
+def test_output_path_equal_to_the_input(tmp_path: Path, command: list[str]) -> None:
+    pt = good_pt(tmp_path / "model.pt")
+    ckpt = written(tmp_path / "model.ckpt", good_ckpt_bytes())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.ckpt").symlink_to(pt)
+    names = {"pt": pt, "ckpt": ckpt, "dotted": tmp_path / "sub" / ".." / "model.pt", "link": tmp_path / "link.ckpt"}
+    args = [a.format(**names) for a in command]
+    before = snapshot(tmp_path)
+    result = run_cli(*args)
+    target = Path(args[args.index("-o") + 1])
+    assert_one_line_error(result, target, r"output is the input file; choose another output path", " ".join(command))
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["convert", "torch2ms", "ms2torch"])
+def test_output_folder_that_does_not_exist(tmp_path: Path, command: str) -> None:
+    source = good_pt(tmp_path / "model.pt") if command != "ms2torch" else written(tmp_path / "model.ckpt", good_ckpt_bytes())
+    output = tmp_path / "missing" / ("out.ckpt" if command != "ms2torch" else "out.pt")
+    before = snapshot(tmp_path)
+    result = run_cli(command, source, "-o", output)
+    assert_one_line_error(result, output, rf"folder {re.escape(str(output.parent))} does not exist; create it first", command)
+    assert snapshot(tmp_path) == before and not output.parent.exists()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `where` (root with CAP_SYS_ADMIN only); skips otherwise."""
+    where.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip() or 'mount failed'})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def remount(where: Path, option: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{option}", str(where)], check=True)
+
+
+@contextlib.contextmanager
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder that refuses writes, holding one previous file `old.ckpt`.
+
+    chmod stops non-root users only; as root (where these tests usually run) the folder is a
+    tmpfs remounted read-only, on which even root gets EROFS.
+    """
+    if os.geteuid() != 0:
+        folder = tmp_path / "readonly"
+        folder.mkdir()
+        (folder / "old.ckpt").write_bytes(b"previous file")
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    with mounted_tmpfs(tmp_path / "readonly", "1m") as folder:
+        (folder / "old.ckpt").write_bytes(b"previous file")
+        remount(folder, "ro")
+        yield folder
+
+
+@pytest.mark.parametrize("command", ["convert", "torch2ms", "ms2torch"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new file", "replacing a file"])
+def test_read_only_target(tmp_path: Path, command: str, existing: bool) -> None:
+    source = good_pt(tmp_path / "model.pt") if command != "ms2torch" else written(tmp_path / "model.ckpt", good_ckpt_bytes())
+    with read_only_folder(tmp_path) as folder:
+        output = folder / ("old.ckpt" if existing else "new.ckpt")
+        args = [command, source, "-o", output, "--force"] + (["--format", "pt"] if command == "ms2torch" else [])
+        before = snapshot(tmp_path)
+        result = run_cli(*args)
+        assert_one_line_error(result, output, rf"cannot create a file in {re.escape(str(folder))} \((Read-only file system|Permission denied)\)", command)
+        assert snapshot(tmp_path) == before
+        assert sorted(p.name for p in folder.iterdir()) == ["old.ckpt"]
+
+
+def big_pt(path: Path) -> Path:
+    """About 1 MiB of tensors, so a small file system fills up in the middle of writing it."""
+    generator = torch.Generator().manual_seed(1)
+    torch.save({f"layer{i}.conv.weight": torch.randn(64, 32, 16, generator=generator) for i in range(8)}, path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["convert", "torch2ms", "ms2torch"])
+def test_disk_full_half_way_keeps_the_previous_file(tmp_path: Path, command: str) -> None:
+    """A real full file system (a 512 KiB tmpfs): the previous output survives, nothing else is left."""
+    source = big_pt(tmp_path / "big.pt")
+    if command == "ms2torch":
+        assert run_cli("convert", source, "-o", tmp_path / "big.ckpt").exit_code == 0
+        source = tmp_path / "big.ckpt"
+    with mounted_tmpfs(tmp_path / "small", "512k") as folder:
+        output = folder / ("previous.pt" if command == "ms2torch" else "previous.ckpt")
+        output.write_bytes(b"previous file")
+        before = snapshot(tmp_path)
+        result = run_cli(command, source, "-o", output, "--force")
+        assert_one_line_error(result, output, r"write failed \(No space left on device\); nothing was changed", command)
+        assert snapshot(tmp_path) == before
+        assert [p.name for p in folder.iterdir()] == [output.name]
+
+
+class FillsUp:
+    """A file object that takes `room` bytes, then raises ENOSPC like a full disk."""
+
+    def __init__(self, stream, room: int) -> None:  # noqa: ANN001
+        self.stream, self.room = stream, room
+
+    def write(self, data) -> int:  # noqa: ANN001
+        size = memoryview(data).nbytes
+        if size > self.room:
+            self.stream.write(memoryview(data).cast("B")[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return self.stream.write(data)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.stream, name)
+
+    def __enter__(self) -> "FillsUp":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+
+
+@pytest.mark.parametrize("command", ["convert", "torch2ms", "ms2torch"])
+@pytest.mark.parametrize("room", [0, 100, 300_000])
+def test_write_failing_half_way_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, room: int) -> None:
+    """The same on any machine: the output stream raises ENOSPC after `room` bytes."""
+    source = big_pt(tmp_path / "big.pt")
+    if command == "ms2torch":
+        assert run_cli("convert", source, "-o", tmp_path / "big.ckpt").exit_code == 0
+        source = tmp_path / "big.ckpt"
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):  # noqa: ANN001, ANN202
+        return FillsUp(real_fdopen(fd, *args, **kwargs), room)
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    output = tmp_path / ("previous.pt" if command == "ms2torch" else "previous.ckpt")
+    output.write_bytes(b"previous file")
+    before = snapshot(tmp_path)
+    result = run_cli(command, source, "-o", output, "--force")
+    assert_one_line_error(result, output, r"write failed \(No space left on device\); nothing was changed", command)
+    assert snapshot(tmp_path) == before
