@@ -209,6 +209,18 @@ def test_chunked_kernels_match_torch(conv_case, transpose_case):
         run_torch_transpose(transpose_case, "float64")
 
 
+@pytest.mark.parametrize("taps, stride, dilation, mult", [(7, 1, 1, 1), (6, 2, 1, 2), (9, 1, 2, 1), (3, 3, 2, 3)])
+def test_depthwise_strategies_agree(taps, stride, dilation, mult):
+    """The router picks one depthwise strategy per shape; each must give every shape's answer."""
+    rng = np.random.default_rng(taps)
+    xp = rng.standard_normal((2, 5, 50))
+    w = rng.standard_normal((5 * mult, 1, taps))
+    expected = _kernels._im2col(xp, w, stride, dilation, 5)
+    np.testing.assert_allclose(_kernels._depthwise_taps(xp, w, stride, dilation, 5), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_kernels._depthwise_toeplitz(xp, w, stride, dilation, 5), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "shape",
     [

@@ -1,9 +1,9 @@
 """The arithmetic: grouped, strided, dilated 1-D cross-correlation and its transpose, in NumPy.
 
 Inputs here are already validated, padded and in the compute dtype (float32 or float64); the
-public functions in conv.py and transpose.py own the frameworks' rules. Every strategy below
-hands the multiply-adds to BLAS (np.matmul) because an elementwise NumPy loop over taps makes
-one pass over memory per tap and runs ~10x slower than PyTorch's kernels.
+public functions in conv.py and transpose.py own the frameworks' rules. The strategies hand
+the multiply-adds to BLAS (np.matmul) wherever they can, because an elementwise NumPy loop over
+taps makes one pass over memory per tap and runs up to ~10x slower than PyTorch's kernels.
 
 Strategies, chosen per shape (bench/bench_numerics.py measures them against PyTorch):
 
@@ -12,8 +12,8 @@ Strategies, chosen per shape (bench/bench_numerics.py measures them against PyTo
   columns fit a fixed budget so memory stays bounded on long sequences.
 - `_depthwise_toeplitz`: one input channel per group (depthwise, any channel multiplier).
   Cut the output into blocks of B steps; each block is (input window) @ (banded Toeplitz matrix
-  of the taps), a batched matmul over channels. It does ~2x the multiply-adds of a direct
-  depthwise conv but at BLAS speed.
+  of the taps), a batched matmul over channels. It does ~(stride+1)x the multiply-adds of a
+  direct depthwise conv, but at BLAS speed.
 - `_depthwise_taps`: depthwise with few taps or dilation, where a multiply-accumulate per tap
   is cheaper.
 - `col2im`: the transposed conv. One matmul gives every (tap, output channel, input step)
