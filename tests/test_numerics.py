@@ -9,6 +9,8 @@ MindSpore's twins are in test_numerics_mindspore.py.
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convmigrate.numerics import _kernels, ms_conv1d, ms_conv1d_transpose, torch_conv1d, torch_conv_transpose1d
+import convmigrate.numerics
+from convmigrate.numerics import (
+    _kernels,
+    conv,
+    ms_conv1d,
+    ms_conv1d_transpose,
+    torch_conv1d,
+    torch_conv_transpose1d,
+    transpose,
+)
 from convmigrate.vocab import DTYPES
 
 # torch warns that padding="same" with an even kernel copies the input; the sweeps do that on purpose.
@@ -345,3 +356,9 @@ W4 = W[:, :, None, :]
 def test_invalid_hyperparameters_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("module", [convmigrate.numerics, conv, transpose], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted and not result.failed
