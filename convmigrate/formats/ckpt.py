@@ -28,7 +28,8 @@ Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
   it (an empty string is 4 NUL bytes; trailing NULs are dropped when read).
 - Python int / float / bool values become Int64 / Float32 / Bool scalars. We write floats as
   Float64 instead, so the value survives exactly; MindSpore loads either.
-- save_checkpoint([]) writes an empty file (or only the CRC tail), and silently drops
+- save_checkpoint([]) writes an empty file (or only the CRC tail; we always write the tail,
+  because detection refuses a 0-byte file as damaged), and silently drops
   zero-size tensors; we write those as one Value with empty content, which MindSpore loads
   (except shape (0,): its loader turns dims [0] into a scalar).
 """
@@ -405,5 +406,5 @@ def write_ckpt(
             out.write(_value_header(tag, dims, tensor_type.encode(), len(content)) + content)
         else:
             _write_tensor(out, tag, entry, split_bytes, on_bytes)
-    if crc:
+    if crc or not names:  # an empty checkpoint gets its tail: a 0-byte file is refused as damaged
         stream.write(CRC_TAIL_MARK + out.crc.to_bytes(10, "big"))

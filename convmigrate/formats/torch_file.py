@@ -105,6 +105,9 @@ def _unpickler_detail(error: BaseException) -> str:
 
 def _load(path: Path, *, zipped: bool, trust_pickle: bool) -> object:
     def load(weights_only: bool) -> object:
+        if path.name.endswith(".safetensors"):  # torch.load would read such a path as safetensors
+            with open(path, "rb") as stream:  # a file object is judged by content (but not mapped)
+                return torch.load(stream, map_location="cpu", weights_only=weights_only)
         return torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=zipped)
 
     try:
