@@ -33,12 +33,12 @@ _THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[
 if _THREADS:
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _THREADS
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from convmigrate.numerics import torch_conv1d, torch_conv_transpose1d  # noqa: E402
+from convmigrate.numerics import torch_conv1d, torch_conv_transpose1d
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Shape:
 
     @property
     def hyper(self) -> dict:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
 
 def wav2vec2_feature_encoder() -> list[Shape]:
@@ -90,9 +90,10 @@ def calls(shape: Shape):
     x = rng.standard_normal((1, shape.c_in, shape.length), dtype=np.float32)
     if shape.transposed:
         w = rng.standard_normal((shape.c_in, shape.c_out // shape.groups, shape.taps), dtype=np.float32)
-        hyper = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation, groups=shape.groups)
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        return (lambda: F.conv_transpose1d(xt, wt, **hyper)), (lambda: torch_conv_transpose1d(x, w, **hyper))
+        return (lambda: F.conv_transpose1d(xt, wt, **shape.hyper)), (
+            lambda: torch_conv_transpose1d(x, w, **shape.hyper)
+        )
     w = rng.standard_normal((shape.c_out, shape.c_in // shape.groups, shape.taps), dtype=np.float32)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w)
     return (lambda: F.conv1d(xt, wt, **shape.hyper)), (lambda: torch_conv1d(x, w, **shape.hyper))
@@ -123,7 +124,7 @@ def blas_description() -> str:
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         text = f"{blas.get('name')} {blas.get('version', '')}".strip()
-    except Exception:  # older numpy: no dict mode
+    except (TypeError, KeyError):  # older numpy: no dict mode
         text = "unknown"
     try:
         import threadpoolctl

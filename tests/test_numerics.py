@@ -103,7 +103,7 @@ def conv_cases(draw, transposed: bool = False, allow_unbatched: bool = True):
     else:
         weight = rng.standard_normal((groups * cg_out, cg_in, taps))
     bias = rng.standard_normal(groups * cg_out) if draw(st.booleans()) else None
-    return dict(x=x, weight=weight, bias=bias, stride=stride, dilation=dilation, groups=groups)
+    return {"x": x, "weight": weight, "bias": bias, "stride": stride, "dilation": dilation, "groups": groups}
 
 
 @st.composite
@@ -250,7 +250,7 @@ def test_real_layer_shapes_match_torch(shape):
     x = rng.standard_normal((1, c_in, length)).astype(np.float32)
     weight = rng.standard_normal((c_out, c_in // groups, taps)).astype(np.float32)
     bias = rng.standard_normal(c_out).astype(np.float32)
-    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     reference = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), **hyper).numpy()
     ours = torch_conv1d(x, weight, bias, **hyper)
     assert ours.dtype == np.float32 and ours.flags.c_contiguous
@@ -261,7 +261,7 @@ def test_hifigan_upsample_matches_torch():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 64, 50)).astype(np.float32)
     weight = rng.standard_normal((64, 32, 16)).astype(np.float32)
-    hyper = dict(stride=8, padding=4)
+    hyper = {"stride": 8, "padding": 4}
     reference = F.conv_transpose1d(torch.from_numpy(x), torch.from_numpy(weight), **hyper).numpy()
     ours = torch_conv_transpose1d(x, weight, **hyper)
     assert_close(ours, reference, magnitude_of(torch_conv_transpose1d, x, weight, None, **hyper), "float32")

@@ -18,7 +18,8 @@ def as_int(value: object, name: str, minimum: int, allow_tuple: bool) -> int:
             raise ValueError(f"{name} must be an int or a 1-tuple for a 1-D convolution, got {value!r}")
         (value,) = value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        # ValueError, not TypeError: every bad hyperparameter is one kind of error to callers.
+        raise ValueError(f"{name} must be an int, got {value!r}")  # noqa: TRY004
     if value < minimum:
         qualifier = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {qualifier}, got {value}")

@@ -64,7 +64,7 @@ def _im2col(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: i
     wg = w.reshape(groups, cg_out, cg_in * taps)
     xg = xp.reshape(n_batch, groups, cg_in, padded)
     out = np.empty((n_batch, groups, cg_out, length), dtype=xp.dtype)
-    s_n, s_g, s_c, s_l = xg.strides
+    _, s_g, s_c, s_l = xg.strides
 
     # Chunk over groups, then over output steps, so one column block stays under the budget.
     rows = cg_in * taps

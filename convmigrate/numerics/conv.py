@@ -18,6 +18,7 @@ from convmigrate.numerics.padding import (
     torch_same_padding,
 )
 
+
 def torch_conv1d(
     x: np.ndarray,
     weight: np.ndarray,
