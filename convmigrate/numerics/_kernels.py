@@ -159,17 +159,17 @@ def col2im(
     shift = [divmod(k * dilation, stride) for k in range(taps)]
     span = steps + shift[-1][0]
     phases = np.zeros((n_batch, groups, stride, cg_out, span), dtype=x.dtype)
-    # w: (C_in, Cg_out, K) -> (G, K*Cg_out, Cg_in): row (k, co) holds the tap-k weights of co.
-    wt = np.ascontiguousarray(w.reshape(groups, cg_in, cg_out, taps).transpose(0, 3, 2, 1))
-    wt = wt.reshape(groups, taps * cg_out, cg_in)
+    # w: (C_in, Cg_out, K) -> (G, Cg_out*K, Cg_in), a transposed view BLAS reads as it is:
+    # copying the weight into (K, Cg_out) row order costs ~1/4 of the matmul on HiFi-GAN shapes.
+    wt = w.reshape(groups, cg_in, cg_out * taps).transpose(0, 2, 1)
     xg = x.reshape(n_batch, groups, cg_in, steps)
     step_chunk = max(1, min(steps, _BLOCK_ELEMENTS // max(1, n_batch * groups * taps * cg_out)))
     for t0 in range(0, steps, step_chunk):
         tc = min(step_chunk, steps - t0)
-        # (G, K*Cg_out, Cg_in) @ (N, G, Cg_in, tc) -> (N, G, K, Cg_out, tc)
-        prod = np.matmul(wt, xg[..., t0 : t0 + tc]).reshape(n_batch, groups, taps, cg_out, tc)
+        # (G, Cg_out*K, Cg_in) @ (N, G, Cg_in, tc) -> (N, G, Cg_out, K, tc)
+        prod = np.matmul(wt, xg[..., t0 : t0 + tc]).reshape(n_batch, groups, cg_out, taps, tc)
         for k, (j, r) in enumerate(shift):
-            phases[:, :, r, :, t0 + j : t0 + j + tc] += prod[:, :, k]
+            phases[:, :, r, :, t0 + j : t0 + j + tc] += prod[:, :, :, k]
     # Interleave the phases straight into the window: out[..., o - start] = phases[r][..., q]
     # for o = q*stride + r in [start, min(start + length, F)).
     out = np.zeros((n_batch, groups, cg_out, length), dtype=x.dtype)
