@@ -149,6 +149,16 @@ def test_a_torch_file_under_another_name_is_read_by_content(tmp_path: Path, name
     assert described(tmp_path / "out.safetensors") == expected_of(tensors)
 
 
+@pytest.mark.parametrize("header_length", [128, 384, 640])
+def test_safetensors_whose_header_length_starts_with_the_pickle_byte(tmp_path: Path, header_length: int) -> None:
+    """A header of 128 + 256k bytes makes the file start with 0x80, pickle's protocol opcode."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    source = tmp_path / "w.safetensors"
+    source.write_bytes(struct.pack("<Q", header_length) + header.ljust(header_length) + np.float32([1, 2]).tobytes())
+    assert source.read_bytes()[0] == 0x80
+    assert described(source) == {"w": ((2,), "float32", hashlib.sha256(np.float32([1, 2]).tobytes()).hexdigest())}
+
+
 # --------------------------------------------------------------------------- above the split size
 
 

@@ -64,10 +64,11 @@ def detect_format(path: Path) -> Format:
         raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
     if not head:
         raise UnreadableCheckpointError(path, "is empty (0 bytes); it holds no checkpoint")
-    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC, TORCH_LEGACY_MAGIC, PICKLE_PROTO)):
-        return Format.TORCH
+    # safetensors first: a header length of 128 + 256k starts with the pickle protocol byte.
     if _looks_like_safetensors(head):
         return Format.SAFETENSORS  # reader tells plain from MindSpore's flavour by metadata
+    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC, TORCH_LEGACY_MAGIC, PICKLE_PROTO)):
+        return Format.TORCH
     if _looks_like_ckpt(head) or head.startswith(CRC_TAIL_MARK):
         return Format.CKPT
     if head.startswith(ENCRYPTED_CKPT_MAGICS):
