@@ -254,7 +254,7 @@ def truncated_safetensors_header(tmp_path: Path) -> Path:
 
 
 def bit_flipped_safetensors_json(tmp_path: Path) -> Path:
-    """The header's opening brace becomes 'z'... and the file is no longer JSON."""
+    """A flipped bit turns a record's "dtype" key into "etype"."""
     data = safetensors_bytes(tmp_path)
     at = data.index(b'"dtype"') + 1  # d -> e: the record has no "dtype" key any more
     return written(tmp_path / "flipped.safetensors", flip(data, at))
@@ -398,6 +398,13 @@ def test_malicious_pickle_is_refused_by_the_console_script(tmp_path: Path) -> No
     assert_one_line_error(result, source, r"would run pickle code \(it asks for global posix\.system\)", "torch2ms")
     assert not output.exists() and not marker_of(tmp_path).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
+
+
+def test_torch_warnings_do_not_break_the_one_line_error(tmp_path: Path) -> None:
+    """torch.load warns about an unusual pickle protocol; in a real process that went to stderr."""
+    source = written(tmp_path / "odd_protocol.pt", b"\x80\x84" + pickle.dumps({"a": 1}, protocol=2)[2:])
+    result = run_console_script("inspect", source)
+    assert_one_line_error(result, source, r"torch\.load cannot read it", "inspect")
 
 
 def test_whole_pickled_module_works_with_trust_pickle(tmp_path: Path) -> None:

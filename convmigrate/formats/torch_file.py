@@ -53,6 +53,7 @@ import math
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -103,12 +104,18 @@ def _unpickler_detail(error: BaseException) -> str:
     return detail.group(1).strip() if detail else "no detail given"
 
 
-def _load(path: Path, *, zipped: bool, trust_pickle: bool) -> object:
+def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str]) -> object:
     def load(weights_only: bool) -> object:
-        if path.name.endswith(".safetensors"):  # torch.load would read such a path as safetensors
-            with open(path, "rb") as stream:  # a file object is judged by content (but not mapped)
-                return torch.load(stream, map_location="cpu", weights_only=weights_only)
-        return torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=zipped)
+        # torch's warnings would print beside our one-line error: they become notes on success.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if path.name.endswith(".safetensors"):  # torch.load would read such a path as safetensors
+                with open(path, "rb") as stream:  # a file object is judged by content (but not mapped)
+                    loaded = torch.load(stream, map_location="cpu", weights_only=weights_only)
+            else:
+                loaded = torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=zipped)
+        notes.extend(f"torch.load warned: {(str(w.message).strip().splitlines() or [w.category.__name__])[0]}" for w in caught)
+        return loaded
 
     try:
         try:
@@ -212,8 +219,8 @@ def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     """
     path = Path(path)
     zipped = zipfile.is_zipfile(path)
-    loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle)
     notes: list[str] = []
+    loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle, notes=notes)
     if not zipped:
         notes.append("legacy (pre-1.6) torch.save format: tensors were read into memory, not mapped")
     state = _find_state_dict(path, loaded, notes)
