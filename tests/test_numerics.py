@@ -87,8 +87,8 @@ def conv_cases(draw, transposed: bool = False, allow_unbatched: bool = True):
     depthwise = draw(st.booleans())
     cg_in = 1 if depthwise else draw(st.integers(1, 3))
     cg_out = draw(st.integers(1, 3))
-    # >= 6 taps reach the depthwise Toeplitz path, >= 16 the time-major im2col
-    taps = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 9, 12, 17]))
+    # >= 6 taps reach the depthwise Toeplitz path, >= 32 the time-major im2col
+    taps = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 9, 12, 33]))
     stride = draw(st.integers(1, 3))
     dilation = draw(st.integers(1, 3))
     span = (taps - 1) * dilation + 1

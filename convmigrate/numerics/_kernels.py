@@ -30,12 +30,12 @@ from numpy.lib.stride_tricks import as_strided
 # (col2im): 2M elements = 8 MiB of float32, measured as fast as unbounded (bench_numerics).
 _BLOCK_ELEMENTS = 1 << 21
 
-# OpenBLAS runs a matmul with few output rows (M = C_out/groups) 10-50% faster as
-# (steps, C_in/groups*K) @ (C_in/groups*K, M) with a contiguous time-major left operand: measured
-# for M <= 64 (wav2vec2's positional conv has M = 48). Gathering time-major columns copies runs
-# of K taps, which pays only for long kernels.
-_TIME_MAJOR_MAX_OUT = 64
-_TIME_MAJOR_MIN_TAPS = 16
+# OpenBLAS runs a matmul with few output rows (M = C_out/groups) 10-20% faster as
+# (steps, C_in/groups*K) @ (C_in/groups*K, M) with a contiguous time-major left operand (measured
+# for M = 48, wav2vec2's positional conv). Gathering time-major columns copies runs of K taps,
+# which pays only for long kernels: with M = 64, K = 17 it was slower overall.
+_TIME_MAJOR_MAX_OUT = 48
+_TIME_MAJOR_MIN_TAPS = 32
 
 # Depthwise convs with fewer taps than this (or dilated ones) use the per-tap multiply-accumulate:
 # measured faster than the Toeplitz blocks up to K=5, slower from K=7 on.
