@@ -27,6 +27,8 @@ ChunkSource = Callable[[], Iterable[memoryview]]
 
 # Writers copy in pieces of this size so a huge tensor never needs a second copy in memory.
 COPY_PIECE_BYTES = 16 * 1024 * 1024
+# Gives a consumed buffer's memory-mapped pages back (formats/pages.py); the bytes stay readable.
+PageRelease = Callable[[memoryview], None]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class TensorEntry:
     dtype: DType
     shape: tuple[int, ...]
     source: ChunkSource = field(repr=False, compare=False)
+    # Readers that memory-map set this, so streaming a tensor leaves no pages resident.
+    release: PageRelease | None = field(default=None, repr=False, compare=False)
 
     @property
     def numel(self) -> int:
@@ -53,11 +57,24 @@ class TensorEntry:
         return self.numel * self.dtype.itemsize
 
     def chunks(self) -> Iterator[memoryview]:
-        """The raw bytes in order, as buffers of at most COPY_PIECE_BYTES, never copied."""
+        """The raw bytes in order, as buffers of at most COPY_PIECE_BYTES, never copied.
+
+        Each piece's mapped pages are given back once the consumer asks for the next one
+        (still readable after that: they are mapped again from the page cache).
+        """
         for buffer in self.source():
             view = memoryview(buffer).cast("B")
             for start in range(0, len(view), COPY_PIECE_BYTES):
-                yield view[start : start + COPY_PIECE_BYTES]
+                piece = view[start : start + COPY_PIECE_BYTES]
+                yield piece
+                if self.release is not None:
+                    self.release(piece)
+
+    def release_pages(self) -> None:
+        """Give back the mapped pages of this tensor (after `array()` was used and dropped)."""
+        if self.release is not None:
+            for buffer in self.source():
+                self.release(memoryview(buffer).cast("B"))
 
     def raw_bytes(self) -> bytes:
         """All bytes as one `bytes` object (a copy: for small tensors and tests)."""

@@ -46,9 +46,10 @@ from typing import BinaryIO, NoReturn
 
 import numpy as np
 
-from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
+from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.safetensors_file import _closer, _map_file
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
@@ -108,6 +109,7 @@ class _Walker:
 
     def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int) -> None:
         self.path, self.data, self.view, self.end = path, data, view, end
+        self.releaser = PageReleaser.for_map(data)
 
     def fail(self, at: int, problem: str, damaged: bool = True) -> NoReturn:
         verdict = "; the file is damaged" if damaged else ""
@@ -246,7 +248,8 @@ class _Walker:
         if needed != size:
             self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but {described} need {needed}")
         view = self.view
-        return TensorEntry(tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans))
+        release = self.releaser.release if self.releaser is not None else None
+        return TensorEntry(tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans), release)
 
     def utf32(self, spans: list[tuple[int, int]], at: int, tag: str) -> str:
         """A `str` value as MindSpore returns it: NumPy 'U' (UTF-32-LE), trailing NULs dropped."""
@@ -272,7 +275,15 @@ def _end_without_crc(path: Path, view: memoryview) -> int:
     if end < 0 or view[end : end + len(CRC_TAIL_MARK)] != CRC_TAIL_MARK:
         return size
     stored = int.from_bytes(view[end + len(CRC_TAIL_MARK) :], "big")
-    computed = zlib.crc32(view[:end])
+    computed = 0
+    releaser = PageReleaser.for_map(view.obj)  # the CRC reads the whole file: keep none of it resident
+    for start in range(0, end, COPY_PIECE_BYTES):
+        piece = view[start : min(end, start + COPY_PIECE_BYTES)]
+        computed = zlib.crc32(piece, computed)
+        if releaser is not None:
+            releaser.release(piece)
+    if releaser is not None:
+        releaser.flush()
     if computed != stored:
         raise UnreadableCheckpointError(
             path, f"the CRC does not match (stored {stored:#010x}, computed {computed:#010x}): the file is damaged"

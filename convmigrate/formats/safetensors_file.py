@@ -47,6 +47,7 @@ from typing import BinaryIO
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UsageError, WriteError
 from convmigrate.formats.detect import SAFETENSORS_MAX_HEADER
+from convmigrate.formats.pages import PageReleaser
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
 METADATA_KEY = "__metadata__"
@@ -194,8 +195,10 @@ def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[
         raise
     assert mapped is not None  # _parse_header refused anything shorter than 8 bytes
     data = memoryview(mapped)[data_start:]
+    releaser = PageReleaser.for_map(mapped)
+    release = releaser.release if releaser is not None else None
     entries = [
-        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end))
+        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end), release)
         for name, code, shape, begin, end in records
     ]
     return entries, metadata, _closer(mapped, data)

@@ -61,11 +61,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import torch
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
-from convmigrate.formats.safetensors_file import checked_chunks
+from convmigrate.formats.pages import PageReleaser
+from convmigrate.formats.safetensors_file import _closer, _map_file, checked_chunks
 from convmigrate.vocab import DTYPES, Format
 
 # Keys under which training code stores the model's state dict, tried in this order.
@@ -104,7 +106,10 @@ def _unpickler_detail(error: BaseException) -> str:
     return detail.group(1).strip() if detail else "no detail given"
 
 
-def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str]) -> object:
+def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str], meta: bool = False) -> object:
+    """torch.load, safely; with `meta`, the weights_only load of a zip file builds meta tensors
+    (no data touched) whose storages know their offset in the file (see _MappedFile)."""
+
     def load(weights_only: bool) -> object:
         # torch's warnings would print beside our one-line error: they become notes on success.
         with warnings.catch_warnings(record=True) as caught:
@@ -112,6 +117,8 @@ def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str]) -> 
             if path.name.endswith(".safetensors"):  # torch.load would read such a path as safetensors
                 with open(path, "rb") as stream:  # a file object is judged by content (but not mapped)
                     loaded = torch.load(stream, map_location="cpu", weights_only=weights_only)
+            elif meta and weights_only:
+                loaded = torch.load(str(path), map_location="meta", weights_only=True)
             else:
                 loaded = torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=zipped)
         notes.extend(f"torch.load warned: {(str(w.message).strip().splitlines() or [w.category.__name__])[0]}" for w in caught)
@@ -198,6 +205,83 @@ def _tensor_entry(path: Path, name: str, tensor: torch.Tensor, tensors: dict[str
     return TensorEntry(name, dtype, tuple(tensor.shape), _source(tensors, name))
 
 
+class _MappedFile:
+    """A zip .pt mapped by us, serving the bytes of the meta tensors torch.load built from it.
+
+    torch.load(map_location="meta") reads only data.pkl and records in each storage the offset
+    of its data in the file (`_checkpoint_offset`). Reading those bytes from our own read-only
+    map, instead of from torch's, lets `PageReleaser` give pages back as the writer streams,
+    so a migration runs in constant memory. Every offset is checked against the zip's own
+    directory; a tensor this cannot serve (None from `source`) sends the reader back to
+    torch.load(mmap=True).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.mapped, self.size = _map_file(path)
+        self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
+        self.records = self._record_sizes(path)
+        self.releaser = PageReleaser.for_map(self.mapped)
+        self.closed = False
+
+    def _record_sizes(self, path: Path) -> dict[int, int]:
+        """Data offset -> stored size of every record, from the central directory and local headers."""
+        records: dict[int, int] = {}
+        try:
+            with zipfile.ZipFile(path) as archive:
+                infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return records
+        for info in infos:
+            at = info.header_offset
+            if info.compress_type != zipfile.ZIP_STORED or at + 30 > self.size or self.view[at : at + 4] != b"PK\x03\x04":
+                continue
+            name_length, extra_length = struct.unpack_from("<HH", self.mapped, at + 26)
+            start = at + 30 + name_length + extra_length
+            if start + info.compress_size <= self.size:
+                records[start] = info.compress_size
+        return records
+
+    def close(self) -> None:
+        self.closed = True
+        if self.mapped is not None:
+            _closer(self.mapped, self.view)()
+
+    def _open_view(self, name: str) -> memoryview:
+        if self.closed:
+            raise ValueError(f"{name}: the checkpoint was closed")
+        return self.view
+
+    def source(self, name: str, tensor: torch.Tensor) -> Callable[[], tuple[memoryview]] | None:
+        """The tensor's own C-order bytes from the map (zero-copy when contiguous), or None."""
+        storage = tensor.untyped_storage()
+        offset = getattr(storage, "_checkpoint_offset", None)
+        if not isinstance(offset, int) or tensor.is_neg() or tensor.is_conj() or tensor.layout is not torch.strided:
+            return None
+        storage_bytes = storage.nbytes()
+        if self.records.get(offset, -1) < storage_bytes:
+            return None
+        itemsize, first, shape, stride = tensor.element_size(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride()
+        if tensor.numel() == 0:
+            return lambda: (memoryview(b""),)
+        last = first + sum((n - 1) * step for n, step in zip(shape, stride))
+        if first < 0 or min(stride, default=0) < 0 or (last + 1) * itemsize > storage_bytes:
+            return None
+        start = offset + first * itemsize
+        if tensor.is_contiguous():
+            stop = start + tensor.numel() * itemsize
+            return lambda: (self._open_view(name)[start:stop],)
+
+        def gather() -> tuple[memoryview]:
+            # A view into a bigger storage, not in C order: its own elements, copied (like contiguous()).
+            elements = np.frombuffer(self._open_view(name)[start : offset + storage_bytes], dtype=f"V{itemsize}")
+            strided = np.lib.stride_tricks.as_strided(
+                elements, shape, [step * itemsize for step in stride], writeable=False
+            )
+            return (memoryview(np.ascontiguousarray(strided).view(np.uint8).reshape(-1)),)
+
+        return gather
+
+
 def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     """Open a torch.save file (zip or legacy) with its tensors memory-mapped where possible.
 
@@ -219,19 +303,40 @@ def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     """
     path = Path(path)
     zipped = zipfile.is_zipfile(path)
+    if zipped:
+        checkpoint = _read(path, zipped=True, trust_pickle=trust_pickle, mapped=True)
+        if checkpoint is not None:
+            return checkpoint
+    checkpoint = _read(path, zipped=zipped, trust_pickle=trust_pickle, mapped=False)
+    assert checkpoint is not None
+    return checkpoint
+
+
+def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Checkpoint | None:
+    """read_torch's work; with `mapped`, tensor bytes come from our own map (None: cannot)."""
     notes: list[str] = []
-    loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle, notes=notes)
+    loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle, notes=notes, meta=mapped)
     if not zipped:
         notes.append("legacy (pre-1.6) torch.save format: tensors were read into memory, not mapped")
     state = _find_state_dict(path, loaded, notes)
     tensors: dict[str, torch.Tensor] = {}
     entries: list[Entry] = []
     left_out: list[str] = []
+    mapped_file = _MappedFile(path) if mapped and any(isinstance(v, torch.Tensor) and v.is_meta for v in state.values()) else None
     for name, value in state.items():
         if not isinstance(name, str):
             left_out.append(f"{name!r} (a {type(name).__name__} key)")
         elif isinstance(value, torch.Tensor):
-            entries.append(_tensor_entry(path, name, value, tensors))
+            entry = _tensor_entry(path, name, value, tensors)
+            if value.is_meta:
+                source = mapped_file.source(name, value) if mapped_file is not None else None
+                if source is None:  # torch's own map serves what ours cannot
+                    if mapped_file is not None:
+                        mapped_file.close()
+                    return None
+                release = mapped_file.releaser.release if mapped_file.releaser is not None else None
+                entry = TensorEntry(entry.name, entry.dtype, entry.shape, source, release)
+            entries.append(entry)
         elif isinstance(value, _PLAIN_VALUE_TYPES):
             entries.append(ValueEntry(name, value))
         else:
@@ -243,6 +348,8 @@ def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     del loaded, state  # the tensors dict keeps the mapped tensors alive until close()
     checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
     checkpoint._closers.append(tensors.clear)
+    if mapped_file is not None:
+        checkpoint._closers.append(mapped_file.close)
     return checkpoint
 
 

@@ -1,0 +1,77 @@
+"""Keep memory-mapped reads from growing the process: give back pages already consumed.
+
+Touching a page of a memory-mapped file makes it resident in this process (file-backed pages
+count in RSS), so streaming a 2 GB checkpoint through a map would leave 2 GB resident by the
+end. Our maps are read-only, so `madvise(MADV_DONTNEED)` on any part of them is invisible to
+correctness: it only unmaps pages from this process; they stay in the page cache, and a later
+read of the same bytes maps them again. That is what lets a reader hand out zero-copy slices
+and still run in constant memory: `TensorEntry.chunks()` calls `PageReleaser.release` on each
+piece after the writer has taken it (and verification after it has used a tensor).
+
+Releases are gathered into runs of at least RELEASE_BYTES before the system call, so
+thousands of small tensors cost thousands of additions, not thousands of madvise calls.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+PAGE = mmap.PAGESIZE
+# Pending released bytes are given back once they add up to this much.
+RELEASE_BYTES = 8 * 1024 * 1024
+
+
+def _address(buffer: memoryview | mmap.mmap) -> int:
+    return np.frombuffer(buffer, dtype=np.uint8).ctypes.data if len(buffer) else 0
+
+
+class PageReleaser:
+    """Drops consumed ranges of one read-only map from this process's resident memory.
+
+    Example:
+        >>> releaser = PageReleaser.for_map(mapped)                         # doctest: +SKIP
+        >>> releaser.release(memoryview(mapped)[0:4096])                    # doctest: +SKIP
+    """
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self.mapped = mapped
+        self.base = _address(mapped)
+        self.size = len(mapped)
+        self.start = self.stop = 0  # the pending run [start, stop) of map offsets
+
+    @classmethod
+    def for_map(cls, mapped: mmap.mmap | None) -> PageReleaser | None:
+        """A releaser, or None where the platform has no madvise (the map still works)."""
+        if mapped is None or not hasattr(mapped, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return None
+        return cls(mapped)
+
+    def release(self, view: memoryview) -> None:
+        """Mark the bytes of `view` (a slice of this map) as consumed."""
+        if not len(view):
+            return
+        start = _address(view) - self.base
+        stop = start + len(view)
+        if not 0 <= start < stop <= self.size:
+            return  # not ours (e.g. a copy): nothing to give back
+        if self.stop - self.start and (start > self.stop + PAGE or stop < self.start - PAGE):
+            self.flush()  # not adjacent to the pending run: give that back first
+        if self.stop == self.start:
+            self.start, self.stop = start, stop
+        else:
+            self.start, self.stop = min(self.start, start), max(self.stop, stop)
+        if self.stop - self.start >= RELEASE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Give back the pending run now (whole pages around it: the map is read-only)."""
+        start = self.start - self.start % PAGE
+        stop = min(self.size, self.stop + -self.stop % PAGE)
+        self.start = self.stop = 0
+        if stop > start:
+            try:
+                self.mapped.madvise(mmap.MADV_DONTNEED, start, stop - start)
+            except (OSError, ValueError):
+                pass  # a closed map or a refusing kernel: the pages simply stay resident
