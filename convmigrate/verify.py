@@ -15,7 +15,7 @@ dilation and groups, and the target side with the translated constructor, pre-pa
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,6 @@ DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
     "float16": (2e-3, 1e-4),  # a folded weight norm is rounded to float16
     "bfloat16": (1.6e-2, 1e-3),  # ... or to bfloat16
 }
-COMPARE_PIECE_BYTES = 16 * 1024 * 1024
 BATCH = 2
 
 
@@ -163,7 +162,10 @@ def _target_output(setup: ConvSetup, semantics: str, x: np.ndarray, weight: np.n
 
 
 def _float(entry: TensorEntry) -> np.ndarray:
-    return np.asarray(entry.dtype.to_float32(entry.array()), dtype=np.float32)
+    array = entry.array()
+    if array.dtype == np.float32:
+        return array  # already float32: a read-only view of the file, no copy
+    return np.asarray(entry.dtype.to_float32(array), dtype=np.float32)
 
 
 def check_conv(
@@ -206,23 +208,24 @@ def check_conv(
 
 
 # -- pairing tensors by the plan ----------------------------------------------------------------
-def _pieces(entry: TensorEntry) -> Iterator[bytes]:
-    """The entry's bytes in fixed-size pieces, whatever its chunking."""
-    buffer = bytearray()
-    for chunk in entry.chunks():
-        buffer += chunk
-        while len(buffer) >= COMPARE_PIECE_BYTES:
-            yield bytes(buffer[:COMPARE_PIECE_BYTES])
-            del buffer[:COMPARE_PIECE_BYTES]
-    if buffer:
-        yield bytes(buffer)
-
-
 def _same_bytes(a: TensorEntry, b: TensorEntry) -> bool:
+    """Byte-for-byte equality, walking both chunk streams without copying either."""
     if a.nbytes != b.nbytes or a.dtype != b.dtype:
         return False
-    pieces_b = _pieces(b)
-    return all(piece == next(pieces_b, None) for piece in _pieces(a))
+    chunks_b = b.chunks()
+    piece_b = memoryview(b"")
+    for piece_a in a.chunks():
+        while len(piece_a):
+            if not len(piece_b):
+                piece_b = next(chunks_b, None)
+                if piece_b is None:
+                    return False
+                continue
+            n = min(len(piece_a), len(piece_b))
+            if not np.array_equal(np.frombuffer(piece_a[:n], np.uint8), np.frombuffer(piece_b[:n], np.uint8)):
+                return False
+            piece_a, piece_b = piece_a[n:], piece_b[n:]
+    return not len(piece_b) and next(chunks_b, None) is None
 
 
 def _check_tensor(step: Step, original: Mapping[str, Entry], converted: Mapping[str, Entry]) -> TensorCheck:
@@ -295,6 +298,10 @@ def verify_migration(
             check.name, setup, source_framework, original_weight, _float(got), original_bias, converted_bias,
             (rtol, atol), seed,
         )
+        # The weights were read through memory maps: give those pages back before the next layer.
+        for entry in (got, *(by_original.get(name) for name in step.sources)):
+            if isinstance(entry, TensorEntry):
+                entry.release_pages()
     return result
 
 
