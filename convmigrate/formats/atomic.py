@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +33,26 @@ def check_output_path(output: Path, inputs: Sequence[Path], force: bool) -> None
         raise OutputExistsError(f"{output}: already exists; pass --force to replace it")
 
 
+class _Fsync:
+    """os.fsync(fd) on a background thread; `wait` joins it and raises what it raised."""
+
+    def __init__(self, fd: int) -> None:
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run, args=(fd,), name="convmigrate-fsync", daemon=True)
+        self.thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 @contextlib.contextmanager
 def atomic_output(output: Path, check: Callable[[Path], bool] | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes `output` only when the block finishes without error.
@@ -49,8 +70,14 @@ def atomic_output(output: Path, check: Callable[[Path], bool] | None = None) -> 
         with os.fdopen(handle, "wb") as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
-        if check is not None and not check(temp):
+            # The disk write (fsync, ~1 s per GB here) runs while `check` reads the new file
+            # from the page cache; both finish before the file may take the output's name.
+            syncing = _Fsync(stream.fileno())
+            try:
+                kept = check is None or check(temp)
+            finally:
+                syncing.wait()
+        if not kept:
             temp.unlink()
             return
         umask = os.umask(0)
