@@ -36,7 +36,7 @@ DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
     "float16": (2e-3, 1e-4),  # a folded weight norm is rounded to float16
     "bfloat16": (1.6e-2, 1e-3),  # ... or to bfloat16
 }
-BATCH = 2
+BATCH = 1  # one random input row per length: a misplaced weight changes every output row alike
 
 
 @dataclass(frozen=True)
