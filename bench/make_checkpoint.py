@@ -1,0 +1,102 @@
+"""Synthetic Conv1d-heavy fp32 PyTorch checkpoints for the migration benchmark.
+
+    python bench/make_checkpoint.py OUT.pt --gb 1          # one model of ~1 GB
+    python bench/make_checkpoint.py OUT.pt --small 10000   # 10 000 small tensors
+
+The model is a stack of blocks shaped like a speech encoder / vocoder stage (512 channels):
+
+    blocks.{i}.conv.weight        (512, 512, 5)    Conv1d, PyTorch layout -> (512, 512, 1, 5)
+    blocks.{i}.conv.bias          (512,)
+    blocks.{i}.dw.weight          (512, 1, 31)     depthwise Conv1d (conformer)
+    blocks.{i}.norm.weight/bias/running_mean/running_var (512,), num_batches_tracked ()  BatchNorm1d
+    blocks.{i}.ln.weight/bias     (512,)           LayerNorm -> gamma/beta
+    blocks.{i}.proj.weight        (512, 512)       Linear
+    blocks.{i}.proj.bias          (512,)
+
+Each tensor is drawn straight into a NumPy array and wrapped with torch.from_numpy (no second
+copy), then torch.save writes the state dict: the file is what PyTorch itself writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+CHANNELS = 512
+KERNEL = 5
+DEPTHWISE_KERNEL = 31
+
+
+def block_shapes(index: int) -> list[tuple[str, tuple[int, ...]]]:
+    c = CHANNELS
+    prefix = f"blocks.{index}."
+    return [
+        (prefix + "conv.weight", (c, c, KERNEL)),
+        (prefix + "conv.bias", (c,)),
+        (prefix + "dw.weight", (c, 1, DEPTHWISE_KERNEL)),
+        (prefix + "norm.weight", (c,)),
+        (prefix + "norm.bias", (c,)),
+        (prefix + "norm.running_mean", (c,)),
+        (prefix + "norm.running_var", (c,)),
+        (prefix + "ln.weight", (c,)),
+        (prefix + "ln.bias", (c,)),
+        (prefix + "proj.weight", (c, c)),
+        (prefix + "proj.bias", (c,)),
+    ]
+
+
+BLOCK_BYTES = sum(4 * int(np.prod(shape)) for _, shape in block_shapes(0))
+
+
+def model_state(gb: float, seed: int = 0) -> OrderedDict:
+    """A state dict of about `gb` GiB of float32 (plus BatchNorm's int64 counters)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    blocks = max(1, round(gb * 2**30 / BLOCK_BYTES))
+    state: OrderedDict = OrderedDict()
+    for index in range(blocks):
+        for name, shape in block_shapes(index):
+            state[name] = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
+            if name.endswith("running_var"):
+                state[name].abs_()
+        state[f"blocks.{index}.norm.num_batches_tracked"] = torch.tensor(1000, dtype=torch.int64)
+    return state
+
+
+def small_state(count: int, seed: int = 0) -> OrderedDict:
+    """`count` small tensors: layers of a 3-tap Conv1d (16 -> 16) with bias, named as in a model."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    state: OrderedDict = OrderedDict()
+    for index in range(count // 2):
+        state[f"layers.{index}.conv.weight"] = torch.from_numpy(rng.standard_normal((16, 16, 3), dtype=np.float32))
+        state[f"layers.{index}.conv.bias"] = torch.from_numpy(rng.standard_normal((16,), dtype=np.float32))
+    return state
+
+
+def write(path: Path, state: OrderedDict) -> int:
+    import torch
+
+    torch.save(state, path)
+    return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", type=Path)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--gb", type=float, help="approximate size in GiB")
+    group.add_argument("--small", type=int, help="number of small tensors")
+    args = parser.parse_args()
+    state = model_state(args.gb) if args.gb is not None else small_state(args.small)
+    size = write(args.output, state)
+    print(f"{args.output}: {len(state)} entries, {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

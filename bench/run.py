@@ -1,0 +1,234 @@
+"""How fast, and in how much memory, convmigrate migrates a big checkpoint, next to `cp`.
+
+    python bench/run.py                        # 0.25, 1 and 2 GiB, 3 rounds, + 10 000 small tensors
+    python bench/run.py --sizes 1 --rounds 5
+    python bench/run.py --quick                # 0.25 GiB and 2 000 small tensors, 2 rounds
+    python bench/run.py --users-python /path/to/python   # a Python with torch + MindSpore
+
+For each size the script writes a Conv1d-heavy float32 checkpoint with torch.save
+(bench/make_checkpoint.py), then runs every tool below once per round, rotating the order
+from round to round, and prints the median wall time and peak resident memory of each:
+
+    cp                   cp IN OUT (coreutils; no fsync)
+    cp + fsync           cp IN OUT && sync OUT: a copy that is on disk when it returns
+    torch2ms             convmigrate torch2ms IN.pt -o OUT.ckpt --quiet (verification on)
+    torch2ms --no-verify the same without verification
+    torch2ms, tables     the same verified run printing its plan and verification tables
+    ms2torch             convmigrate ms2torch IN.ckpt -o OUT.pt --quiet (verification on)
+    convert pt->ckpt     convmigrate convert IN.pt -o OUT.ckpt --quiet
+    convert ckpt->pt     convmigrate convert IN.ckpt -o OUT.pt --quiet
+    users' way           bench/users_way.py: torch.load, reshape convs, mindspore.save_checkpoint
+
+Peak memory is the child's ru_maxrss from wait4 (what /usr/bin/time reports): resident pages,
+file-backed ones (memory maps) included. Before every run the output is deleted and `sync`
+flushes earlier writes, outside the timing. The input files stay in the page cache for every
+tool alike. convmigrate fsyncs its output before renaming it into place; plain cp does not,
+hence the cp + fsync row. The machine is shared and noisy: only ratios measured in the same
+run mean anything. Generated files are deleted at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONVMIGRATE = [sys.executable, "-m", "convmigrate"]
+USERS_UNAVAILABLE = 3  # users_way.py's exit code without MindSpore
+
+
+@dataclass
+class Tool:
+    name: str
+    command: list[str]
+    output: Path
+    walls: list[float] = field(default_factory=list)
+    peaks: list[float] = field(default_factory=list)
+    failure: str = ""
+
+    def median(self) -> tuple[float, float]:
+        return statistics.median(self.walls), statistics.median(self.peaks)
+
+
+def measure(command: list[str]) -> tuple[float, float, int, str]:
+    """(wall seconds, peak RSS MiB, exit code, stderr tail) of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = child.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    peak_mib = usage.ru_maxrss / 1024  # Linux reports KiB
+    return wall, peak_mib, child.returncode, stderr.decode(errors="replace").strip()[-300:]
+
+
+def settle(paths: list[Path]) -> None:
+    """Untimed: delete the previous output and flush dirty pages, so runs do not overlap."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    subprocess.run(["sync"], check=False)
+    time.sleep(0.3)
+
+
+def tools_for(pt: Path, ckpt: Path, work: Path, users_python: str) -> list[Tool]:
+    out = work / "out"
+    quiet = ["--quiet", "--force"]
+    return [
+        Tool("cp", ["cp", str(pt), str(out) + ".cp"], Path(str(out) + ".cp")),
+        Tool("cp + fsync", ["sh", "-c", f'cp "{pt}" "{out}.cps" && sync "{out}.cps"'], Path(str(out) + ".cps")),
+        Tool("torch2ms", [*CONVMIGRATE, "torch2ms", str(pt), "-o", f"{out}.v.ckpt", *quiet], Path(f"{out}.v.ckpt")),
+        Tool("torch2ms --no-verify", [*CONVMIGRATE, "torch2ms", str(pt), "-o", f"{out}.nv.ckpt", "--no-verify", *quiet],
+             Path(f"{out}.nv.ckpt")),
+        Tool("torch2ms, tables", [*CONVMIGRATE, "torch2ms", str(pt), "-o", f"{out}.t.ckpt", "--force"], Path(f"{out}.t.ckpt")),
+        Tool("ms2torch", [*CONVMIGRATE, "ms2torch", str(ckpt), "-o", f"{out}.back.pt", *quiet], Path(f"{out}.back.pt")),
+        Tool("convert pt->ckpt", [*CONVMIGRATE, "convert", str(pt), "-o", f"{out}.c.ckpt", *quiet], Path(f"{out}.c.ckpt")),
+        Tool("convert ckpt->pt", [*CONVMIGRATE, "convert", str(ckpt), "-o", f"{out}.c.pt", *quiet], Path(f"{out}.c.pt")),
+        Tool("users' way", [users_python, str(HERE / "users_way.py"), str(pt), f"{out}.u.ckpt"], Path(f"{out}.u.ckpt")),
+    ]
+
+
+def run_size(label: str, make_args: list[str], work: Path, rounds: int, users_python: str) -> tuple[int, list[Tool]]:
+    pt, ckpt = work / f"model_{label}.pt", work / f"model_{label}.ckpt"
+    subprocess.run([sys.executable, str(HERE / "make_checkpoint.py"), str(pt), *make_args], check=True, stdout=subprocess.DEVNULL)
+    # The ms2torch input, made once by the tool under test (the run itself is checked below).
+    subprocess.run([*CONVMIGRATE, "torch2ms", str(pt), "-o", str(ckpt), "--quiet", "--no-verify"], check=True)
+    tools = tools_for(pt, ckpt, work, users_python)
+    for round_index in range(rounds):
+        shift = round_index % len(tools)
+        for tool in tools[shift:] + tools[:shift]:
+            if tool.failure:
+                continue
+            settle([tool.output])
+            wall, peak, code, stderr = measure(tool.command)
+            if code == USERS_UNAVAILABLE and tool.name == "users' way":
+                tool.failure = "MindSpore unavailable in " + users_python
+            elif code != 0:
+                tool.failure = f"exit {code}: {stderr}"
+            else:
+                tool.walls.append(wall)
+                tool.peaks.append(peak)
+            print(f"  [{label} round {round_index + 1}] {tool.name}: {wall:.2f} s, {peak:.0f} MiB"
+                  + (f" ({tool.failure})" if tool.failure else ""), file=sys.stderr, flush=True)
+    size = pt.stat().st_size
+    for path in [pt, ckpt, *(t.output for t in tools)]:
+        path.unlink(missing_ok=True)
+    return size, tools
+
+
+def table(label: str, size: int, tools: list[Tool]) -> list[str]:
+    by_name = {t.name: t for t in tools}
+    cp_wall = by_name["cp"].median()[0] if by_name["cp"].walls else float("nan")
+    cps_wall = by_name["cp + fsync"].median()[0] if by_name["cp + fsync"].walls else float("nan")
+    lines = [
+        f"**{label}** ({size / 2**20:,.0f} MiB)",
+        "",
+        "| tool | wall s | peak RSS MiB | x cp | x (cp + fsync) |",
+        "|---|---|---|---|---|",
+    ]
+    for tool in tools:
+        if not tool.walls:
+            lines.append(f"| {tool.name} | - | - | - | {tool.failure} |")
+            continue
+        wall, peak = tool.median()
+        lines.append(f"| {tool.name} | {wall:.2f} | {peak:.0f} | {wall / cp_wall:.2f} | {wall / cps_wall:.2f} |")
+    return lines + [""]
+
+
+def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
+    """The issue's goals, each as measured in this run."""
+    def med(label: str, name: str) -> tuple[float, float] | None:
+        if label not in results:
+            return None
+        tool = {t.name: t for t in results[label][1]}[name]
+        return tool.median() if tool.walls else None
+
+    lines = []
+    big = max((label for label in results if label.endswith("GiB")), key=lambda s: float(s.split()[0]), default=None)
+    if big:
+        t2ms, cp, cps, nv = med(big, "torch2ms"), med(big, "cp"), med(big, "cp + fsync"), med(big, "torch2ms --no-verify")
+        ms2t = med(big, "ms2torch")
+        if t2ms and cp and cps and nv and ms2t:
+            lines.append(f"- {big}: torch2ms {t2ms[0] / cp[0]:.2f}x cp, {t2ms[0] / cps[0]:.2f}x cp + fsync "
+                         f"(--no-verify {nv[0] / cp[0]:.2f}x / {nv[0] / cps[0]:.2f}x); "
+                         f"ms2torch {ms2t[0] / cp[0]:.2f}x / {ms2t[0] / cps[0]:.2f}x (goal <= 1.5x cp)")
+    peaks = {label: med(label, "torch2ms") for label in results if label.endswith("GiB")}
+    if all(peaks.values()) and peaks:
+        shown = ", ".join(f"{label}: {p[1]:.0f}" for label, p in peaks.items())  # type: ignore[index]
+        lines.append(f"- torch2ms peak RSS MiB by size: {shown} (goal <= 400, flat)")
+    for label in results:
+        ours, users = med(label, "torch2ms"), med(label, "users' way")
+        if ours and users and label.endswith("GiB"):
+            lines.append(f"- {label}: users' way / torch2ms = {users[0] / ours[0]:.1f}x time, {users[1] / ours[1]:.1f}x memory (goal >= 3x both at 1 GiB)")
+    for label in results:
+        ours, bare = med(label, "torch2ms"), med(label, "torch2ms --no-verify")
+        if ours and bare:
+            lines.append(f"- {label}: verification adds {100 * (ours[0] / bare[0] - 1):.0f}% (goal <= 25%)")
+    return lines
+
+
+def machine(users_python: str) -> str:
+    import numpy
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        memory = f"{mem_kib / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        memory = "RAM unknown"
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", tempfile.gettempdir()], capture_output=True, text=True).stdout.strip()
+    ms = subprocess.run([users_python, "-c", "import mindspore; print(mindspore.__version__)"], capture_output=True, text=True).stdout.strip()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} cores, {memory}, {fs or 'fs unknown'}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, numpy {numpy.__version__}, MindSpore {ms or 'unavailable'}; load average {load}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="0.25,1,2", help="checkpoint sizes in GiB, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small", type=int, default=10_000, help="tensors in the many-small-tensors case (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="0.25 GiB and 2 000 small tensors, 2 rounds")
+    parser.add_argument("--dir", type=Path, default=None, help="where to write the checkpoints (default: a temp folder)")
+    parser.add_argument("--users-python", default=sys.executable, help="Python with torch and MindSpore for the users' way")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.rounds, args.small = "0.25", 2, 2000
+    sizes = [float(s) for s in args.sizes.split(",") if s]
+    work = Path(tempfile.mkdtemp(prefix="convmigrate-bench-", dir=args.dir))
+    needed = 6 * max(sizes, default=0) * 2**30  # input, reference .ckpt, outputs in flight
+    free = shutil.disk_usage(work).free
+    if free < needed:
+        sys.exit(f"{work}: {free / 2**30:.1f} GiB free, this run needs about {needed / 2**30:.1f} GiB")
+    results: dict[str, tuple[int, list[Tool]]] = {}
+    try:
+        for gib in sizes:
+            label = f"{gib:g} GiB"
+            results[label] = run_size(label, ["--gb", str(gib)], work, args.rounds, args.users_python)
+        if args.small:
+            label = f"{args.small:,} small tensors"
+            results[label] = run_size(label, ["--small", str(args.small)], work, args.rounds, args.users_python)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Machine: {machine(args.users_python)}")
+    print(f"Command: python bench/run.py --sizes {args.sizes} --rounds {args.rounds} --small {args.small}; medians of {args.rounds} rounds\n")
+    for label, (size, tools) in results.items():
+        print("\n".join(table(label, size, tools)))
+    print("\n".join(goals(results)))
+
+
+if __name__ == "__main__":
+    main()
