@@ -303,7 +303,10 @@ def read_ckpt(path: Path) -> Checkpoint:
     view = memoryview(data)
     close = _closer(data, view)
     try:
-        entries = _Walker(path, data, view, _end_without_crc(path, view)).entries()
+        walker = _Walker(path, data, view, _end_without_crc(path, view))
+        entries = walker.entries()
+        if walker.releaser is not None:
+            walker.releaser.release_all()  # the walk faulted in pages around every value's header
     except BaseException:
         close()
         raise

@@ -65,6 +65,11 @@ class PageReleaser:
         if self.stop - self.start >= RELEASE_BYTES:
             self.flush()
 
+    def release_all(self) -> None:
+        """Give back every page of the map (after a scan of headers spread over the file)."""
+        self.start, self.stop = 0, self.size
+        self.flush()
+
     def flush(self) -> None:
         """Give back the pending run now (whole pages around it: the map is read-only)."""
         start = self.start - self.start % PAGE
