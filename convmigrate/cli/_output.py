@@ -36,3 +36,16 @@ def table(*headers: str) -> Table:
     for header in headers:
         grid.add_column(header, overflow="fold")
     return grid
+
+
+# Tables longer than this are cut in normal runs (rich renders ~1 000 rows in seconds, and a CI
+# log needs the shape of the result, not every tensor); --dry-run and --report keep everything.
+MAX_TABLE_ROWS = 40
+
+
+def print_capped(grid: Table, hidden: int, what: str) -> None:
+    """Print `grid`, then say how many rows of `what` were left out of it."""
+    if grid.row_count:
+        console.print(grid)
+    if hidden:
+        console.print(f"... and {hidden} more {what}", highlight=False)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from convmigrate.cli._output import console, table
+from convmigrate.cli._output import MAX_TABLE_ROWS, console, print_capped, table
 from convmigrate.verify import Verification
 
 LayersOption = Annotated[Optional[Path], typer.Option("--layers", help="Layers JSON (convmigrate layers -o): verify each conv with its real hyperparameters.")]
@@ -21,12 +21,17 @@ JunitOption = Annotated[Optional[Path], typer.Option("--junit", help="Write one 
 
 
 def render_verification(verification: Verification) -> None:
+    """Failing layers always; passing ones up to MAX_TABLE_ROWS, then their worst error."""
     grid = table("layer", "kind", "converted weight", "max abs error", "max rel error", "result")
-    for check in verification.layers:
+    failing = [c for c in verification.layers if not c.passed]
+    passing = [c for c in verification.layers if c.passed]
+    shown = failing + passing[: max(MAX_TABLE_ROWS - len(failing), 0)]
+    for check in shown:
         result = "[green]ok[/]" if check.passed else f"[red]FAIL[/] {escape(check.detail)}"
         grid.add_row(escape(check.name), check.kind, escape(check.target), f"{check.max_abs:.3g}", f"{check.max_rel:.3g}", result)
-    if verification.layers:
-        console.print(grid)
+    hidden = passing[len(shown) - len(failing):]
+    worst = max((c.max_abs for c in hidden), default=0.0)
+    print_capped(grid, len(hidden), f"conv layers ok (largest max abs error among them {worst:.3g})")
     identical = sum(c.passed for c in verification.tensors)
     console.print(f"other tensors: {identical}/{len(verification.tensors)} bit-identical", highlight=False)
     for check in verification.tensors:

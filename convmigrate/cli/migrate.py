@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ from convmigrate import __version__
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import (
     DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console, table,
+    MAX_TABLE_ROWS, print_capped,
 )
 from convmigrate.cli._progress import byte_progress
 from convmigrate.cli._verification import (
@@ -44,24 +46,28 @@ def _shape(shape: list[int] | None) -> str:
 
 
 def render_plan(result: MigrationResult, full: bool) -> None:
-    """The plan as a table (every step when `full`, else only what changed) and its problems."""
+    """The plan as a table (every step when `full`, else the first changes) and its problems."""
     plan = result.plan
     grid = table("source", "target", "op", "shape", "why")
-    for step in plan.steps:
-        if not full and step.op is Op.COPY:
-            continue
+    shown = [step for step in plan.steps if full or step.op is not Op.COPY]
+    limit = len(shown) if full else MAX_TABLE_ROWS
+    for step in shown[:limit]:
         shape = _shape(step.source_shape)
         if step.target_shape is not None and step.target_shape != step.source_shape:
             shape += f" -> {_shape(step.target_shape)}"
         grid.add_row("\n".join(step.sources) or "-", step.target or "-", step.op.value, shape,
                      escape(f"{step.reason} [{step.confidence.value}]"))
-    if grid.row_count:
-        console.print(grid)
+    print_capped(grid, len(shown) - limit, "changed tensors (--dry-run lists every step, --report writes them)")
     for note in result.notes:
         console.print(f"[cyan]note:[/] {note}", highlight=False)
-    for problem in plan.problems:
+    problems = plan.problems if full else plan.problems[:MAX_TABLE_ROWS]
+    for problem in problems:
         style = _problem_style(problem.severity, plan.strict)
         console.print(f"[{style}]{problem.severity.value}:[/] {problem.message}", highlight=False)
+    if len(problems) < len(plan.problems):
+        codes = Counter(p.code for p in plan.problems[len(problems):])
+        console.print(f"... and {len(plan.problems) - len(problems)} more problems "
+                      f"({', '.join(f'{n} {code}' for code, n in codes.items())}; --report lists them)", highlight=False)
 
 
 def render_summary(result: MigrationResult) -> None:
