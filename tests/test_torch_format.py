@@ -21,7 +21,8 @@ import convmigrate.formats.torch_file as torch_file
 from convmigrate.entries import TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
 from convmigrate.formats import open_checkpoint, write_checkpoint
-from convmigrate.formats.torch_file import read_torch, write_torch
+import convmigrate.formats.torch_zip as torch_zip
+from convmigrate.formats.torch_file import write_torch
 from convmigrate.vocab import DTYPES, Format
 
 
@@ -57,6 +58,16 @@ def _views() -> dict[str, torch.Tensor]:
     }
 
 
+# Every reading test runs on both readers: the torch-free one (plain state dicts) and
+# torch.load's (everything, and the fallback of the first).
+READERS = {"torch-free": torch_zip.read_torch, "torch.load": torch_file.read_torch}
+
+
+@pytest.fixture(params=list(READERS))
+def read_torch(request: pytest.FixtureRequest):  # noqa: ANN201 - a reader function
+    return READERS[request.param]
+
+
 def _assert_entries_match(checkpoint, expected: dict[str, object]) -> None:  # noqa: ANN001
     got = {e.name: e for e in checkpoint.entries}
     assert list(got) == list(expected)
@@ -75,7 +86,7 @@ def _assert_entries_match(checkpoint, expected: dict[str, object]) -> None:  # n
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_reads_every_dtype_byte_identically(tmp_path: Path, legacy: bool) -> None:
+def test_reads_every_dtype_byte_identically(tmp_path: Path, legacy: bool, read_torch) -> None:
     tensors = _every_dtype()
     if legacy:  # uint16/32/64 have no legacy typed storage: torch.save cannot write them there
         tensors = {k: v for k, v in tensors.items() if DTYPES.get(k) is None or DTYPES[k].torch_storage}
@@ -89,14 +100,14 @@ def test_reads_every_dtype_byte_identically(tmp_path: Path, legacy: bool) -> Non
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_views_give_their_own_logical_bytes_not_the_storage(tmp_path: Path, legacy: bool) -> None:
+def test_views_give_their_own_logical_bytes_not_the_storage(tmp_path: Path, legacy: bool, read_torch) -> None:
     path = tmp_path / "views.pt"
     torch.save(_views(), path, _use_new_zipfile_serialization=not legacy)
     with read_torch(path) as checkpoint:
         _assert_entries_match(checkpoint, _views())
 
 
-def test_contiguous_tensors_are_zero_copy_and_released_on_close(tmp_path: Path) -> None:
+def test_contiguous_tensors_are_zero_copy_and_released_on_close(tmp_path: Path, read_torch) -> None:
     path = tmp_path / "m.pt"
     torch.save({"w": torch.arange(1000, dtype=torch.float32)}, path)
     checkpoint = read_torch(path)
@@ -122,7 +133,7 @@ WRAPPERS = [
 
 
 @pytest.mark.parametrize("key, others", WRAPPERS, ids=[w[0] for w in WRAPPERS])
-def test_finds_the_state_dict_inside_wrappers_and_notes_what_was_left(tmp_path: Path, key: str, others: dict) -> None:
+def test_finds_the_state_dict_inside_wrappers_and_notes_what_was_left(tmp_path: Path, key: str, others: dict, read_torch) -> None:
     model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     others = {k: (optimizer.state_dict() if v == "OPT" else v) for k, v in others.items()}
@@ -135,7 +146,7 @@ def test_finds_the_state_dict_inside_wrappers_and_notes_what_was_left(tmp_path: 
         assert all(repr(other) in note for other in others)
 
 
-def test_nested_wrapper(tmp_path: Path) -> None:
+def test_nested_wrapper(tmp_path: Path, read_torch) -> None:
     state = {"w": torch.ones(2)}
     path = tmp_path / "nested.pt"
     torch.save({"model": {"state_dict": state, "config": "x"}, "step": 1}, path)
@@ -144,7 +155,7 @@ def test_nested_wrapper(tmp_path: Path) -> None:
         assert any("['model']['state_dict']" in n for n in checkpoint.notes)
 
 
-def test_plain_values_kept_and_other_objects_left_out_with_a_note(tmp_path: Path) -> None:
+def test_plain_values_kept_and_other_objects_left_out_with_a_note(tmp_path: Path, read_torch) -> None:
     path = tmp_path / "mixed.pt"
     torch.save({"w": torch.ones(2), "epoch": 7, "lr": 0.5, "name": "net", "flag": True, "none": None, "lst": [1, 2], 3: torch.ones(1)}, path)
     with read_torch(path) as checkpoint:
@@ -153,7 +164,7 @@ def test_plain_values_kept_and_other_objects_left_out_with_a_note(tmp_path: Path
         assert "'none' (NoneType)" in note and "'lst' (list)" in note and "3 (a int key)" in note
 
 
-def test_data_parallel_prefix_is_noted_not_stripped(tmp_path: Path) -> None:
+def test_data_parallel_prefix_is_noted_not_stripped(tmp_path: Path, read_torch) -> None:
     model = torch.nn.DataParallel(torch.nn.Linear(3, 2))
     path = tmp_path / "dp.pt"
     torch.save(model.state_dict(), path)
@@ -187,7 +198,7 @@ def test_pickle_that_runs_code_is_refused_and_not_run(tmp_path: Path, how: str) 
     assert not marker.exists()
 
 
-def test_whole_pickled_module_needs_trust(tmp_path: Path) -> None:
+def test_whole_pickled_module_needs_trust(tmp_path: Path, read_torch) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
     path = tmp_path / "module.pt"
     torch.save(model, path)
@@ -205,14 +216,14 @@ def test_whole_pickled_module_needs_trust(tmp_path: Path) -> None:
         (pickle.dumps([1, 2, 3], protocol=2), "torch.load cannot read it|not a state dict"),  # a pickle, not torch's
     ],
 )
-def test_unreadable_files(tmp_path: Path, content: bytes, problem: str) -> None:
+def test_unreadable_files(tmp_path: Path, content: bytes, problem: str, read_torch) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
     with pytest.raises(UnreadableCheckpointError, match=problem):
         read_torch(path)
 
 
-def test_truncated_zip_is_unreadable(tmp_path: Path) -> None:
+def test_truncated_zip_is_unreadable(tmp_path: Path, read_torch) -> None:
     buffer = io.BytesIO()
     torch.save({"w": torch.ones(100)}, buffer)
     path = tmp_path / "cut.pt"
@@ -221,7 +232,7 @@ def test_truncated_zip_is_unreadable(tmp_path: Path) -> None:
         read_torch(path)
 
 
-def test_no_tensors_at_all(tmp_path: Path) -> None:
+def test_no_tensors_at_all(tmp_path: Path, read_torch) -> None:
     path = tmp_path / "empty.pt"
     torch.save({"epoch": 1, "config": {"a": 1}}, path)
     with pytest.raises(UnreadableCheckpointError, match="holds no tensors"):
@@ -305,7 +316,7 @@ def _assert_torch_loads(path: Path, entries: list) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=entry_lists())
-def test_round_trip_through_torch_load(tmp_path: Path, entries: list, offsets_computed_by_torch) -> None:  # noqa: ANN001
+def test_round_trip_through_torch_load(tmp_path: Path, entries: list, offsets_computed_by_torch, read_torch) -> None:  # noqa: ANN001
     path = tmp_path / "rt.pt"
     path.write_bytes(_write(entries))
     _assert_torch_loads(path, entries)
@@ -358,3 +369,31 @@ def test_source_giving_the_wrong_size_or_a_repeated_name_is_refused() -> None:
         _write([entry])
     with pytest.raises(UsageError, match="'w' appears twice"):
         _write([ValueEntry("w", 1), ValueEntry("w", 2)])
+
+
+def test_plain_state_dicts_are_read_without_torch_and_views_fall_back(tmp_path: Path) -> None:
+    """The torch-free reader serves dense state dicts itself and leaves the rest to torch.load."""
+    torch.save(_every_dtype(), tmp_path / "every.pt")
+    torch.save({"model": torch.nn.Conv1d(2, 4, 3).state_dict(), "epoch": 1}, tmp_path / "wrapped.pt")
+    torch.save(_views(), tmp_path / "views.pt")  # transposed, strided, expanded: torch's job
+    assert torch_zip.read_torch_zip(tmp_path / "every.pt") is not None
+    assert torch_zip.read_torch_zip(tmp_path / "wrapped.pt") is not None
+    assert torch_zip.read_torch_zip(tmp_path / "views.pt") is None
+    evil = tmp_path / "evil.pt"
+    torch.save({"w": torch.ones(1), "x": _Marker(tmp_path / "pwned")}, evil)
+    assert torch_zip.read_torch_zip(evil) is None  # asks for a global: torch.load judges it
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_reading_a_plain_state_dict_does_not_import_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    torch.save({"conv.weight": torch.randn(8, 4, 3), "step": 3}, tmp_path / "m.pt")
+    script = (
+        "import sys; from convmigrate.formats import open_checkpoint\n"
+        f"c = open_checkpoint({str(tmp_path / 'm.pt')!r})\n"
+        "assert [len(e.raw_bytes()) for e in c.tensors()] == [384]\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -21,19 +21,22 @@ from convmigrate.formats.detect import detect_format
 from convmigrate.vocab import FORMAT_BY_EXTENSION, Format
 from convmigrate.errors import UsageError
 
-# format -> (module, reader function, writer function). Modules are imported on first use so
-# that reading a .ckpt never imports torch.
-_CODECS: dict[Format, tuple[str, str, str]] = {
-    Format.TORCH: ("convmigrate.formats.torch_file", "read_torch", "write_torch"),
-    Format.SAFETENSORS: ("convmigrate.formats.safetensors_file", "read_safetensors", "write_safetensors"),
-    Format.MS_SAFETENSORS: ("convmigrate.formats.safetensors_file", "read_safetensors", "write_ms_safetensors"),
-    Format.CKPT: ("convmigrate.formats.ckpt", "read_ckpt", "write_ckpt"),
+# format -> ("module:reader", "module:writer"). Modules are imported on first use, so that
+# reading a .ckpt (or a plain torch state dict, see torch_zip) never imports torch.
+_CODECS: dict[Format, tuple[str, str]] = {
+    Format.TORCH: ("convmigrate.formats.torch_zip:read_torch", "convmigrate.formats.torch_file:write_torch"),
+    Format.SAFETENSORS: ("convmigrate.formats.safetensors_file:read_safetensors",
+                         "convmigrate.formats.safetensors_file:write_safetensors"),
+    Format.MS_SAFETENSORS: ("convmigrate.formats.safetensors_file:read_safetensors",
+                            "convmigrate.formats.safetensors_file:write_ms_safetensors"),
+    Format.CKPT: ("convmigrate.formats.ckpt:read_ckpt", "convmigrate.formats.ckpt:write_ckpt"),
 }
+_READER, _WRITER = 0, 1
 
 
 def _codec(fmt: Format, which: int):  # noqa: ANN202 - returns a reader or a writer
-    module_name = _CODECS[fmt][0]
-    return getattr(importlib.import_module(module_name), _CODECS[fmt][which])
+    module_name, function = _CODECS[fmt][which].split(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
@@ -44,8 +47,8 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     path = Path(path)
     fmt = detect_format(path)
     if fmt is Format.TORCH:
-        return _codec(fmt, 1)(path, trust_pickle=trust_pickle)
-    return _codec(fmt, 1)(path)
+        return _codec(fmt, _READER)(path, trust_pickle=trust_pickle)
+    return _codec(fmt, _READER)(path)
 
 
 def format_for_output(output: Path, requested: str | Format | None) -> Format:
@@ -84,7 +87,7 @@ def write_checkpoint(
     check_output_path(Path(output), [Path(p) for p in inputs], force)
     if crc and fmt is not Format.CKPT:
         raise UsageError("--crc applies to MindSpore .ckpt output only")
-    writer = _codec(fmt, 2)
+    writer = _codec(fmt, _WRITER)
     options: dict[str, object] = {"metadata": dict(metadata or {}), "on_bytes": on_bytes}
     if fmt is Format.CKPT:
         options["crc"] = crc

@@ -1,12 +1,14 @@
 """torch.save files: a reader over torch.load, and a streaming writer of torch's zip format.
 
-This is the only module that imports torch.
+This is the only module that imports torch. A zip file holding a plain state dict is read by
+`torch_zip` without torch; this reader serves everything else (legacy files, views, pickled
+modules, files that torch.load must refuse) and is that reader's fallback.
 
 Reading uses `torch.load(map_location="cpu", weights_only=True)`, memory-mapped for zip files
 (`mmap=True` exists for the zip format only; a legacy pre-1.6 file is read into memory). A file
 that weights_only refuses would run pickle code when loaded: it raises `UnsafePickleError`
 naming the global it asked for, unless `trust_pickle` is given. The state dict is found inside
-the usual training wrappers (see `_WRAPPER_KEYS`); what was left out is recorded in
+the usual training wrappers (see `torch_zip.WRAPPER_KEYS`); what was left out is recorded in
 `Checkpoint.notes`, never dropped silently. A tensor entry's bytes are the tensor's own logical
 C-order bytes (a view that is non-contiguous, offset into, or shares a bigger storage gives only
 its own elements), produced when asked for: zero-copy for contiguous tensors.
@@ -68,28 +70,8 @@ from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
 from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.safetensors_file import _closer, _map_file, checked_chunks
+from convmigrate.formats.torch_zip import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes, zip_records
 from convmigrate.vocab import DTYPES, Format
-
-# Keys under which training code stores the model's state dict, tried in this order.
-_WRAPPER_KEYS: tuple[str, ...] = (
-    "state_dict",  # PyTorch Lightning, most trainers
-    "model_state_dict",  # PyTorch tutorials' checkpoint recipe
-    "model",  # timm/DeiT train output, fairseq, detectron2
-    "module",  # DeepSpeed
-    "state",
-    "ema",  # timm/YOLO exponential moving average
-    "model_ema",
-    "ema_state_dict",
-    "net",
-    "network",
-    "weights",
-    "params",  # BasicSR / ESRGAN
-    "params_ema",
-    "generator",  # GANs
-)
-_MAX_WRAPPER_DEPTH = 3
-_PLAIN_VALUE_TYPES = (bool, int, float, str)
-_DATA_PARALLEL_PREFIX = "module."
 
 # --------------------------------------------------------------------------- reading
 
@@ -151,35 +133,17 @@ def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str], met
         raise UnreadableCheckpointError(path, f"torch.load cannot read it ({type(exc).__name__}: {first_line})") from exc
 
 
-def _holds_tensors(value: object, depth: int = 0) -> bool:
-    if isinstance(value, torch.nn.Module):
-        return True
-    if not isinstance(value, Mapping) or depth > _MAX_WRAPPER_DEPTH:
-        return False
-    return any(isinstance(v, torch.Tensor) or _holds_tensors(v, depth + 1) for v in value.values())
+def _module_as_mapping(value: object, where: str, notes: list[str] | None) -> object:
+    """A whole pickled nn.Module (trusted) stands for its state_dict()."""
+    if not isinstance(value, torch.nn.Module):
+        return value
+    if notes is not None:
+        notes.append(f"file{where} holds a whole pickled {type(value).__name__} module; its state_dict() was taken")
+    return value.state_dict()
 
 
-def _find_state_dict(path: Path, loaded: object, notes: list[str], where: str = "", depth: int = 0) -> Mapping:
-    """The mapping of names to tensors inside `loaded`, noting which key it came from."""
-    if isinstance(loaded, torch.nn.Module):
-        notes.append(f"file{where} holds a whole pickled {type(loaded).__name__} module; its state_dict() was taken")
-        return loaded.state_dict()
-    if not isinstance(loaded, Mapping):
-        raise UnreadableCheckpointError(path, f"holds a {type(loaded).__name__}{where}, not a state dict (a mapping of names to tensors)")
-    if any(isinstance(v, torch.Tensor) for v in loaded.values()):
-        return loaded
-    if all(isinstance(v, _PLAIN_VALUE_TYPES) for v in loaded.values()):
-        notes.append(f"the state dict{where} holds no tensors, only {len(loaded)} plain values")
-        return loaded  # e.g. what we write for a checkpoint of values only
-    keys = [k for k in _WRAPPER_KEYS if k in loaded] + [k for k in loaded if k not in _WRAPPER_KEYS]
-    for key in keys:
-        if depth < _MAX_WRAPPER_DEPTH and _holds_tensors(loaded[key]):
-            others = [repr(k) for k in loaded if k != key]
-            left_out = f"; left out the other keys: {', '.join(others)}" if others else ""
-            notes.append(f"state dict found under {where}[{key!r}]{left_out}")
-            return _find_state_dict(path, loaded[key], notes, f"{where}[{key!r}]", depth + 1)
-    top = ", ".join(repr(k) for k in list(loaded)[:10]) or "none"
-    raise UnreadableCheckpointError(path, f"holds no tensors{where} (keys: {top}); it is not a model checkpoint")
+def _find_state_dict(path: Path, loaded: object, notes: list[str]) -> Mapping:
+    return find_state_dict(path, loaded, notes, lambda v: isinstance(v, torch.Tensor), _module_as_mapping)
 
 
 def _source(tensors: dict[str, torch.Tensor], name: str) -> Callable[[], tuple[memoryview]]:
@@ -227,21 +191,12 @@ class _MappedFile:
 
     def _record_sizes(self, path: Path) -> dict[int, int]:
         """Data offset -> stored size of every record, from the central directory and local headers."""
-        records: dict[int, int] = {}
         try:
             with zipfile.ZipFile(path) as archive:
                 infos = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError):
-            return records
-        for info in infos:
-            at = info.header_offset
-            if info.compress_type != zipfile.ZIP_STORED or at + 30 > self.size or self.view[at : at + 4] != b"PK\x03\x04":
-                continue
-            name_length, extra_length = struct.unpack_from("<HH", self.mapped, at + 26)
-            start = at + 30 + name_length + extra_length
-            if start + info.compress_size <= self.size:
-                records[start] = info.compress_size
-        return records
+            return {}
+        return dict(zip_records(self.mapped, self.size, infos).values())
 
     def close(self) -> None:
         self.closed = True
@@ -339,14 +294,11 @@ def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Chec
                 release = mapped_file.releaser.release if mapped_file.releaser is not None else None
                 entry = TensorEntry(entry.name, entry.dtype, entry.shape, source, release)
             entries.append(entry)
-        elif isinstance(value, _PLAIN_VALUE_TYPES):
+        elif isinstance(value, PLAIN_VALUE_TYPES):
             entries.append(ValueEntry(name, value))
         else:
             left_out.append(f"{name!r} ({type(value).__name__})")
-    if left_out:
-        notes.append(f"left out {len(left_out)} entries that are neither tensors nor plain values: {', '.join(left_out)}")
-    if tensors and all(name.startswith(_DATA_PARALLEL_PREFIX) for name in tensors):
-        notes.append("every tensor name starts with 'module.' (saved from DataParallel/DistributedDataParallel); kept as is")
+    notes += state_dict_notes(list(tensors), left_out)
     del loaded, state  # the tensors dict keeps the mapped tensors alive until close()
     checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
     checkpoint._closers.append(tensors.clear)
