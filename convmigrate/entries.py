@@ -19,6 +19,7 @@ from typing import Union
 
 import numpy as np
 
+from convmigrate.errors import WriteError
 from convmigrate.vocab import DType, Format
 
 # A byte source yields the tensor's raw bytes as one or more consecutive buffers. Most readers
@@ -69,6 +70,23 @@ class TensorEntry:
                 yield piece
                 if self.release is not None:
                     self.release(piece)
+
+    def checked_chunks(self, on_bytes: Callable[[int], None] | None = None) -> Iterator[memoryview]:
+        """`chunks()`, each reported to `on_bytes`; the source must give exactly `nbytes`.
+
+        Writers stream through this, so a reader bug that yields too few or too many bytes is
+        a WriteError naming the tensor, never a shifted file.
+        """
+        written = 0
+        for chunk in self.chunks():
+            written += len(chunk)
+            if written > self.nbytes:
+                break
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            yield chunk
+        if written != self.nbytes:
+            raise WriteError(f"{self.name}: source gave {written} bytes, {self.dtype.name} {list(self.shape)} needs {self.nbytes}")
 
     def release_pages(self) -> None:
         """Give back the mapped pages of this tensor (after `array()` was used and dropped)."""

@@ -258,7 +258,7 @@ class _Planner:
         kind, confidence, why = self.classify(name, layer, siblings)
         target_suffix = suffix
         if self.renames():
-            _known, target_suffix = self.options.rules.rename(kind, suffix, self.source_framework)
+            _, target_suffix = self.options.rules.rename(kind, suffix, self.source_framework)
         if target_suffix is None:
             self.add(Step(sources, None, Op.DROP, list(shape), None, dtype, kind, confidence,
                           f"{kind}: {suffix} has no counterpart in MindSpore"))

@@ -123,6 +123,14 @@ def _run(direction: Direction, request: MigrationRequest, report: Path | None, j
             raise CheckFailedError(f"verification failed for {_names(failed_layers)}; no output was kept")
 
 
+def _migrate(direction: Direction, input_path: Path, conv1d: list[str] | None, exclude: list[str] | None,
+             no_verify: bool, report: Path | None, junit: Path | None, quiet: bool, debug: bool, **fields: object) -> None:
+    """Both commands: every other option is a MigrationRequest field of the same name."""
+    request = MigrationRequest(input=input_path, direction=direction, conv1d=conv1d or [], exclude=exclude or [],
+                               verify=not no_verify, **fields)  # type: ignore[arg-type]
+    _run(direction, request, report, junit, quiet, debug)
+
+
 def _names(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
@@ -155,14 +163,7 @@ def torch2ms_command(
     debug: DebugOption = False,
 ) -> None:
     """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), Conv1d weights reshaped, names mapped."""
-    request = MigrationRequest(
-        input=input_path, direction=Direction.TORCH_TO_MS, output=output, output_format=output_format,
-        layout=layout, reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
-        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
-        force=force, trust_pickle=trust_pickle, crc=crc,
-        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, model=model,
-    )
-    _run(Direction.TORCH_TO_MS, request, report, junit, quiet, debug)
+    _migrate(Direction.TORCH_TO_MS, **locals())
 
 
 def ms2torch_command(
@@ -190,11 +191,4 @@ def ms2torch_command(
     debug: DebugOption = False,
 ) -> None:
     """MindSpore checkpoint -> PyTorch (.pt or safetensors), Conv1d weights reshaped, names mapped."""
-    request = MigrationRequest(
-        input=input_path, direction=Direction.MS_TO_TORCH, output=output, output_format=output_format,
-        reference=reference, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
-        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run,
-        force=force, trust_pickle=trust_pickle,
-        verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed,
-    )
-    _run(Direction.MS_TO_TORCH, request, report, junit, quiet, debug)
+    _migrate(Direction.MS_TO_TORCH, **locals())

@@ -50,7 +50,7 @@ from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, TensorEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.safetensors_file import _closer, _map_file
+from convmigrate.formats.filemap import map_closer, map_file
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -297,11 +297,11 @@ def read_ckpt(path: Path) -> Checkpoint:
     Raises UnreadableCheckpointError naming the problem for a damaged or foreign file.
     """
     path = Path(path)
-    data, _ = _map_file(path)
+    data, _ = map_file(path)
     if data is None:  # an empty file cannot be mapped; save_checkpoint([]) writes one
         return Checkpoint(Format.CKPT, [])
     view = memoryview(data)
-    close = _closer(data, view)
+    close = map_closer(data, view)
     try:
         walker = _Walker(path, data, view, _end_without_crc(path, view))
         entries = walker.entries()

@@ -40,13 +40,14 @@ import json
 import math
 import mmap
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
-from convmigrate.errors import UnreadableCheckpointError, UsageError, WriteError
+from convmigrate.errors import UnreadableCheckpointError, UsageError
 from convmigrate.formats.detect import SAFETENSORS_MAX_HEADER
+from convmigrate.formats.filemap import map_closer, map_file
 from convmigrate.formats.pages import PageReleaser
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
@@ -147,27 +148,6 @@ def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int)
         raise _bad(path, f"{data_size - cursor} bytes after the last tensor belong to no tensor")
 
 
-def _map_file(path: Path) -> tuple[mmap.mmap | None, int]:
-    """A read-only map of the whole file (None for an empty file, which cannot be mapped)."""
-    try:
-        with open(path, "rb") as stream:
-            size = stream.seek(0, 2)
-            return (mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) if size else None), size
-    except OSError as exc:
-        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
-
-
-def _closer(mapped: mmap.mmap, data: memoryview) -> Callable[[], None]:
-    def close() -> None:
-        try:
-            data.release()  # fails while a caller still holds a slice of it
-            mapped.close()
-        except BufferError:
-            pass  # a caller still holds a tensor view; the map goes when the last view does
-
-    return close
-
-
 def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEntry]:
     values = []
     for key in sorted(k for k in metadata if k.startswith(VALUE_PREFIX)):
@@ -183,7 +163,7 @@ def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEnt
 
 def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
     """Tensors (header order), raw metadata and the map's closer of one safetensors file."""
-    mapped, size = _map_file(path)
+    mapped, size = map_file(path)
     try:
         data_start, header = _parse_header(path, mapped if mapped is not None else b"", size)
         metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
@@ -201,7 +181,7 @@ def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[
         TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end), release)
         for name, code, shape, begin, end in records
     ]
-    return entries, metadata, _closer(mapped, data)
+    return entries, metadata, map_closer(mapped, data)
 
 
 def _slice_source(data: memoryview, begin: int, end: int) -> Callable[[], tuple[memoryview]]:
@@ -323,24 +303,6 @@ def safetensors_header(tensors: Sequence[TensorEntry], metadata: dict[str, str])
     return struct.pack("<Q", len(text)) + text
 
 
-def checked_chunks(tensor: TensorEntry, on_bytes: Callable[[int], None] | None = None) -> Iterator[memoryview]:
-    """The tensor's chunks, each reported to `on_bytes`; the source must give exactly nbytes.
-
-    Writers of every format stream through this, so a reader bug that yields too few or too
-    many bytes is a WriteError naming the tensor, never a shifted file.
-    """
-    written = 0
-    for chunk in tensor.chunks():
-        written += len(chunk)
-        if written > tensor.nbytes:
-            break
-        if on_bytes is not None:
-            on_bytes(len(chunk))
-        yield chunk
-    if written != tensor.nbytes:
-        raise WriteError(f"{tensor.name}: source gave {written} bytes, {tensor.dtype.name} {list(tensor.shape)} needs {tensor.nbytes}")
-
-
 def write_safetensors(
     stream: BinaryIO,
     entries: Sequence[Entry],
@@ -363,7 +325,7 @@ def write_safetensors(
     tensors = _library_order([e for e in entries if isinstance(e, TensorEntry)])
     stream.write(safetensors_header(tensors, _metadata_with_values(entries, metadata)))
     for tensor in tensors:
-        for chunk in checked_chunks(tensor, on_bytes):
+        for chunk in tensor.checked_chunks(on_bytes):
             stream.write(chunk)
 
 
@@ -378,4 +340,4 @@ def write_ms_safetensors(
     write_safetensors(stream, entries, metadata={**metadata, **MS_FORMAT}, on_bytes=on_bytes)
 
 
-__all__ = ["read_safetensors", "write_safetensors", "write_ms_safetensors", "safetensors_header", "checked_chunks", "VALUE_PREFIX"]
+__all__ = ["read_safetensors", "write_safetensors", "write_ms_safetensors", "safetensors_header", "VALUE_PREFIX"]

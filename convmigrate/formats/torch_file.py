@@ -69,7 +69,7 @@ import torch
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.safetensors_file import _closer, _map_file, checked_chunks
+from convmigrate.formats.filemap import map_closer, map_file
 from convmigrate.formats.torch_zip import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes, zip_records
 from convmigrate.vocab import DTYPES, Format
 
@@ -181,7 +181,7 @@ class _MappedFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self.mapped, self.size = _map_file(path)
+        self.mapped, self.size = map_file(path)
         self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
         self.records = self._record_sizes(path)
         self.releaser = PageReleaser.for_map(self.mapped)
@@ -201,7 +201,7 @@ class _MappedFile:
     def close(self) -> None:
         self.closed = True
         if self.mapped is not None:
-            _closer(self.mapped, self.view)()
+            map_closer(self.mapped, self.view)()
 
     def _open_view(self, name: str) -> memoryview:
         if self.closed:
@@ -494,7 +494,7 @@ def write_torch(
         zip_writer.add(name, [content], len(content))
     tensors = [e for e in entries if isinstance(e, TensorEntry)]
     for key, tensor in enumerate(tensors):
-        zip_writer.add(f"data/{key}", checked_chunks(tensor, on_bytes), tensor.nbytes)
+        zip_writer.add(f"data/{key}", tensor.checked_chunks(on_bytes), tensor.nbytes)
     zip_writer.add("version", [FILE_FORMAT_VERSION], len(FILE_FORMAT_VERSION))
     serialization_id = zip_writer.serialization_id()
     zip_writer.add(".data/serialization_id", [serialization_id], len(serialization_id))

@@ -31,7 +31,7 @@ from pathlib import Path
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.safetensors_file import _closer, _map_file
+from convmigrate.formats.filemap import map_closer, map_file
 from convmigrate.vocab import BY_TORCH_STORAGE, DTYPES, DType, Format
 
 # Keys under which training code stores the model's state dict, tried in this order.
@@ -249,7 +249,7 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped: object):
     def close() -> None:
         closed[0] = True
         if mapped is not None:
-            _closer(mapped, view)()
+            map_closer(mapped, view)()
 
     return source_for, close
 
@@ -273,7 +273,7 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
         state = find_state_dict(path, loaded, notes, lambda v: isinstance(v, _Tensor))
     except UnreadableCheckpointError:
         return None  # the same verdict comes from torch_file, with torch's own view of the file
-    mapped, size = _map_file(path)
+    mapped, size = map_file(path)
     records = zip_records(mapped, size, infos)
     source_for, close = _sources(records, prefix, mapped)
     releaser = PageReleaser.for_map(mapped)
