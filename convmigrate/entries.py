@@ -15,7 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -30,6 +30,8 @@ ChunkSource = Callable[[], Iterable[memoryview]]
 COPY_PIECE_BYTES = 16 * 1024 * 1024
 # Gives a consumed buffer's memory-mapped pages back (formats/pages.py); the bytes stay readable.
 PageRelease = Callable[[memoryview], None]
+# (open file descriptor, offset) of a buffer that is a slice of a memory-mapped file, else None.
+Locate = Callable[[memoryview], Optional[tuple[int, int]]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class TensorEntry:
     source: ChunkSource = field(repr=False, compare=False)
     # Readers that memory-map set this, so streaming a tensor leaves no pages resident.
     release: PageRelease | None = field(default=None, repr=False, compare=False)
+    # Readers that memory-map set this too: where a chunk lies in its file, so a writer can
+    # have the kernel copy it (formats/bytecopy.py). Reshaped and renamed entries keep it.
+    locate: Locate | None = field(default=None, repr=False, compare=False)
 
     @property
     def numel(self) -> int:

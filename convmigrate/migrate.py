@@ -57,6 +57,7 @@ class MigrationRequest:
     trust_pickle: bool = False
     crc: bool = False
     verify: bool = True  # prove the output before it takes the output's name
+    fsync: bool = True  # put the output on disk before it takes the output's name
     layers: Path | None = None  # a layers JSON: verify each conv with its real hyperparameters
     model: str | None = None  # torch2ms: "package.module:callable" building the PyTorch model (trusted code)
     rtol: float | None = None
@@ -252,7 +253,7 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         with progress(result.tensor_bytes) as on_bytes:
             write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
                              inputs=[request.input], force=request.force, on_bytes=on_bytes,
-                             check=verified if request.verify else None)
+                             check=verified if request.verify else None, durable=request.fsync)
         result.written = result.verification is None or result.verification.passed
         if result.written and from_model is not None:
             from convmigrate.layers import write_layers_json

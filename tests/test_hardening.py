@@ -25,7 +25,6 @@ import pickle
 import re
 import struct
 import subprocess
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator

@@ -27,6 +27,14 @@ TrustPickleOption = Annotated[
         help="Allow a torch.save file whose loading runs arbitrary pickle code. Only for files you trust.",
     ),
 ]
+NoFsyncOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-fsync",
+        help="Rename the output into place without waiting for it to reach the disk, as cp and torch.save do: "
+        "faster on big files; a power loss soon after may leave a damaged file.",
+    ),
+]
 InputPath = Annotated[Path, typer.Argument(help="A checkpoint: .pt/.pth/.bin, .safetensors (or *.index.json), .ckpt.")]
 
 

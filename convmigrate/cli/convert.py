@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from convmigrate.cli._errors import reported_errors
-from convmigrate.cli._output import DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console
+from convmigrate.cli._output import (
+    DebugOption, ForceOption, InputPath, NoFsyncOption, QuietOption, TrustPickleOption, console,
+)
 from convmigrate.cli._progress import byte_progress
 from convmigrate.formats import format_for_output, open_checkpoint, write_checkpoint
 from convmigrate.vocab import Format
@@ -26,6 +28,7 @@ def convert_command(
     output_format: FormatOption = None,
     crc: CrcOption = False,
     force: ForceOption = False,
+    no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -41,7 +44,7 @@ def convert_command(
             with byte_progress(total, "converting", quiet) as advance:
                 write_checkpoint(
                     output, checkpoint.entries, fmt, metadata=metadata, crc=crc,
-                    inputs=[input_path], force=force, on_bytes=advance,
+                    inputs=[input_path], force=force, on_bytes=advance, durable=not no_fsync,
                 )
             count = len(checkpoint.entries)
         if not quiet:

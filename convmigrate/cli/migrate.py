@@ -12,7 +12,7 @@ from rich.markup import escape
 from convmigrate import __version__
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import (
-    DebugOption, ForceOption, InputPath, QuietOption, TrustPickleOption, console, table,
+    DebugOption, ForceOption, InputPath, NoFsyncOption, QuietOption, TrustPickleOption, console, table,
     MAX_TABLE_ROWS, print_capped,
 )
 from convmigrate.cli._progress import byte_progress
@@ -124,10 +124,11 @@ def _run(direction: Direction, request: MigrationRequest, report: Path | None, j
 
 
 def _migrate(direction: Direction, input_path: Path, conv1d: list[str] | None, exclude: list[str] | None,
-             no_verify: bool, report: Path | None, junit: Path | None, quiet: bool, debug: bool, **fields: object) -> None:
+             no_verify: bool, no_fsync: bool, report: Path | None, junit: Path | None, quiet: bool, debug: bool,
+             **fields: object) -> None:
     """Both commands: every other option is a MigrationRequest field of the same name."""
     request = MigrationRequest(input=input_path, direction=direction, conv1d=conv1d or [], exclude=exclude or [],
-                               verify=not no_verify, **fields)  # type: ignore[arg-type]
+                               verify=not no_verify, fsync=not no_fsync, **fields)  # type: ignore[arg-type]
     _run(direction, request, report, junit, quiet, debug)
 
 
@@ -159,6 +160,7 @@ def torch2ms_command(
     junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -187,6 +189,7 @@ def ms2torch_command(
     junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
     debug: DebugOption = False,
 ) -> None:

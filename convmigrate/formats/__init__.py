@@ -77,12 +77,14 @@ def write_checkpoint(
     force: bool = False,
     on_bytes=None,  # noqa: ANN001 - optional callback(int) for progress over tensor bytes
     check: Callable[[Path], bool] | None = None,
+    durable: bool = True,
 ) -> None:
     """Write `entries` to `output` in `fmt`, one tensor at a time, atomically.
 
     `crc` appends MindSpore's CRC tail (.ckpt only). `inputs` are never overwritten; an
     existing output needs `force`. The previous file at `output` survives any failure.
-    `check(path)` reads the complete temporary file first: False discards it (see atomic_output).
+    `check(path)` reads the complete temporary file first: False discards it. `durable` puts the
+    file on disk before it takes its name (see atomic_output).
     """
     check_output_path(Path(output), [Path(p) for p in inputs], force)
     if crc and fmt is not Format.CKPT:
@@ -91,7 +93,7 @@ def write_checkpoint(
     options: dict[str, object] = {"metadata": dict(metadata or {}), "on_bytes": on_bytes}
     if fmt is Format.CKPT:
         options["crc"] = crc
-    with atomic_output(Path(output), check) as stream:
+    with atomic_output(Path(output), check, durable) as stream:
         writer(stream, entries, **options)
 
 

@@ -33,17 +33,54 @@ def check_output_path(output: Path, inputs: Sequence[Path], force: bool) -> None
         raise OutputExistsError(f"{output}: already exists; pass --force to replace it")
 
 
-class _Fsync:
-    """os.fsync(fd) on a background thread; `wait` joins it and raises what it raised."""
+class _Writeback:
+    """Pushes the file to disk on a background thread while it is still being written.
+
+    Linux starts writing dirty pages back only past a share of memory (here 2.4 GB), so a
+    multi-GB output would reach the disk only in the final fsync, after all the writing: the
+    two times would add up. Calling fdatasync over and over while the writer runs overlaps
+    them (measured on a 2 GiB copy here: 2.1 s instead of 3.2 s to a durable file). `finish`
+    ends the loop and fsyncs what is left; an error of any call is raised there, since Linux
+    reports a write-back error only once.
+    """
+
+    # Files written faster than this never see the loop: the final fsync alone is enough.
+    FIRST_SYNC_AFTER_S = 0.1
+    INTERVAL_S = 0.05
 
     def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.error: OSError | None = None
-        self.thread = threading.Thread(target=self._run, args=(fd,), name="convmigrate-fsync", daemon=True)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="convmigrate-writeback", daemon=True)
         self.thread.start()
 
-    def _run(self, fd: int) -> None:
+    def _loop(self) -> None:
+        if self.stopping.wait(self.FIRST_SYNC_AFTER_S):
+            return
+        while not self.stopping.is_set():
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                self.error = exc
+                return
+            self.stopping.wait(self.INTERVAL_S)
+
+    def stop(self) -> None:
+        """End the loop (the file is complete, or failed)."""
+        self.stopping.set()
+        self.thread.join()
+
+    def start_final_sync(self) -> None:
+        """fsync the rest on the thread; `wait` joins it."""
+        self.thread = threading.Thread(target=self._final, name="convmigrate-fsync", daemon=True)
+        self.thread.start()
+
+    def _final(self) -> None:
+        if self.error is not None:
+            return
         try:
-            os.fsync(fd)
+            os.fsync(self.fd)
         except OSError as exc:
             self.error = exc
 
@@ -54,11 +91,16 @@ class _Fsync:
 
 
 @contextlib.contextmanager
-def atomic_output(output: Path, check: Callable[[Path], bool] | None = None) -> Iterator[BinaryIO]:
+def atomic_output(
+    output: Path, check: Callable[[Path], bool] | None = None, durable: bool = True
+) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes `output` only when the block finishes without error.
 
     `check(temporary_path)`, if given, reads the complete new file before it takes the
     output's name; when it returns False the new file is discarded and the previous one kept.
+    `durable` (the default) puts the file on disk (fsync) before it takes the name, so a power
+    loss cannot leave an empty or partial file there; without it the file may still be in
+    the page cache when the name changes, as with cp or torch.save.
     """
     output = Path(output)
     try:
@@ -68,15 +110,22 @@ def atomic_output(output: Path, check: Callable[[Path], bool] | None = None) -> 
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as stream:
-            yield stream
-            stream.flush()
-            # The disk write (fsync, ~1 s per GB here) runs while `check` reads the new file
-            # from the page cache; both finish before the file may take the output's name.
-            syncing = _Fsync(stream.fileno())
+            writeback = _Writeback(stream.fileno()) if durable else None
+            try:
+                yield stream
+                stream.flush()
+            finally:
+                if writeback is not None:
+                    writeback.stop()
+            # The rest of the disk write runs while `check` reads the new file from the page
+            # cache; both finish before the file may take the output's name.
+            if writeback is not None:
+                writeback.start_final_sync()
             try:
                 kept = check is None or check(temp)
             finally:
-                syncing.wait()
+                if writeback is not None:
+                    writeback.wait()
         if not kept:
             temp.unlink()
             return

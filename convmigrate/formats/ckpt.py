@@ -46,11 +46,12 @@ from typing import BinaryIO, NoReturn
 
 import numpy as np
 
-from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, Locate, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.filemap import map_closer, map_file
+from convmigrate.formats.bytecopy import TensorBytesWriter
+from convmigrate.formats.filemap import map_file
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -107,8 +108,8 @@ class _Value:
 class _Walker:
     """Walks the protobuf fields of a memory-mapped .ckpt, failing with one clear line."""
 
-    def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int) -> None:
-        self.path, self.data, self.view, self.end = path, data, view, end
+    def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int, locate: Locate) -> None:
+        self.path, self.data, self.view, self.end, self.locate = path, data, view, end, locate
         self.releaser = PageReleaser.for_map(data)
 
     def fail(self, at: int, problem: str, damaged: bool = True) -> NoReturn:
@@ -249,7 +250,9 @@ class _Walker:
             self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but {described} need {needed}")
         view = self.view
         release = self.releaser.release if self.releaser is not None else None
-        return TensorEntry(tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans), release)
+        return TensorEntry(
+            tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans), release, self.locate
+        )
 
     def utf32(self, spans: list[tuple[int, int]], at: int, tag: str) -> str:
         """A `str` value as MindSpore returns it: NumPy 'U' (UTF-32-LE), trailing NULs dropped."""
@@ -297,13 +300,14 @@ def read_ckpt(path: Path) -> Checkpoint:
     Raises UnreadableCheckpointError naming the problem for a damaged or foreign file.
     """
     path = Path(path)
-    data, _ = map_file(path)
+    mapped = map_file(path)
+    data = mapped.data
     if data is None:  # an empty file cannot be mapped; save_checkpoint([]) writes one
         return Checkpoint(Format.CKPT, [])
     view = memoryview(data)
-    close = map_closer(data, view)
+    close = mapped.closer(view)
     try:
-        walker = _Walker(path, data, view, _end_without_crc(path, view))
+        walker = _Walker(path, data, view, _end_without_crc(path, view), mapped.locate)
         entries = walker.entries()
         if walker.releaser is not None:
             walker.releaser.release_all()  # the walk faulted in pages around every value's header
@@ -332,11 +336,19 @@ class _Output:
 
     def __init__(self, stream: BinaryIO, crc: bool) -> None:
         self.stream, self.with_crc, self.crc = stream, crc, 0
+        self.tensor_bytes = TensorBytesWriter(stream)
 
     def write(self, data: bytes | memoryview) -> None:
         self.stream.write(data)
         if self.with_crc:
             self.crc = zlib.crc32(data, self.crc)
+
+    def write_tensor_bytes(self, piece: memoryview, locate: Locate | None) -> None:
+        """Tensor content: copied by the kernel when `piece` is a slice of a mapped file."""
+        crc = self.tensor_bytes.write(piece, locate, self.crc if self.with_crc else None)
+        if self.with_crc:
+            assert crc is not None
+            self.crc = crc
 
 
 def _encode_value(entry: ValueEntry) -> tuple[list[int], str, bytes]:
@@ -379,7 +391,7 @@ def _write_tensor(
                     raise WriteError(f"{entry.name}: its source ended before the {entry.nbytes} bytes of shape {entry.shape}")
                 continue
             piece, pending = pending[:remaining], pending[remaining:]
-            out.write(piece)
+            out.write_tensor_bytes(piece, entry.locate)
             remaining -= len(piece)
             if on_bytes is not None:
                 on_bytes(len(piece))

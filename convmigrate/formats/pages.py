@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import mmap
 
-import numpy as np
+from convmigrate.formats.filemap import address
 
 PAGE = mmap.PAGESIZE
 # Pending released bytes are given back once they add up to this much.
 RELEASE_BYTES = 8 * 1024 * 1024
-
-
-def _address(buffer: memoryview | mmap.mmap) -> int:
-    return np.frombuffer(buffer, dtype=np.uint8).ctypes.data if len(buffer) else 0
 
 
 class PageReleaser:
@@ -37,7 +33,7 @@ class PageReleaser:
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self.mapped = mapped
-        self.base = _address(mapped)
+        self.base = address(mapped)
         self.size = len(mapped)
         self.start = self.stop = 0  # the pending run [start, stop) of map offsets
 
@@ -52,7 +48,7 @@ class PageReleaser:
         """Mark the bytes of `view` (a slice of this map) as consumed."""
         if not len(view):
             return
-        start = _address(view) - self.base
+        start = address(view) - self.base
         stop = start + len(view)
         if not 0 <= start < stop <= self.size:
             return  # not ours (e.g. a copy): nothing to give back

@@ -47,7 +47,8 @@ from typing import BinaryIO
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UsageError
 from convmigrate.formats.detect import SAFETENSORS_MAX_HEADER
-from convmigrate.formats.filemap import map_closer, map_file
+from convmigrate.formats.bytecopy import TensorBytesWriter
+from convmigrate.formats.filemap import map_file
 from convmigrate.formats.pages import PageReleaser
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
@@ -163,25 +164,25 @@ def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEnt
 
 def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
     """Tensors (header order), raw metadata and the map's closer of one safetensors file."""
-    mapped, size = map_file(path)
+    mapped_file = map_file(path)
+    mapped, size = mapped_file.data, mapped_file.size
     try:
         data_start, header = _parse_header(path, mapped if mapped is not None else b"", size)
         metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
         records = [(name, *_check_tensor(path, name, info)) for name, info in header.items()]
         _check_tiling(path, [(begin, end, name) for name, _, _, begin, end in records], size - data_start)
     except BaseException:
-        if mapped is not None:
-            mapped.close()
+        mapped_file.closer()()
         raise
     assert mapped is not None  # _parse_header refused anything shorter than 8 bytes
     data = memoryview(mapped)[data_start:]
     releaser = PageReleaser.for_map(mapped)
     release = releaser.release if releaser is not None else None
     entries = [
-        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end), release)
+        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end), release, mapped_file.locate)
         for name, code, shape, begin, end in records
     ]
-    return entries, metadata, map_closer(mapped, data)
+    return entries, metadata, mapped_file.closer(data)
 
 
 def _slice_source(data: memoryview, begin: int, end: int) -> Callable[[], tuple[memoryview]]:
@@ -324,9 +325,10 @@ def write_safetensors(
     """
     tensors = _library_order([e for e in entries if isinstance(e, TensorEntry)])
     stream.write(safetensors_header(tensors, _metadata_with_values(entries, metadata)))
+    out = TensorBytesWriter(stream)
     for tensor in tensors:
         for chunk in tensor.checked_chunks(on_bytes):
-            stream.write(chunk)
+            out.write(chunk, tensor.locate)
 
 
 def write_ms_safetensors(

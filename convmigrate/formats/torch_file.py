@@ -57,7 +57,6 @@ import re
 import struct
 import warnings
 import zipfile
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -66,10 +65,11 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.entries import Checkpoint, Entry, Locate, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError, UsageError, WriteError
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.filemap import map_closer, map_file
+from convmigrate.formats.bytecopy import TensorBytesWriter
+from convmigrate.formats.filemap import map_file
 from convmigrate.formats.torch_zip import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes, zip_records
 from convmigrate.vocab import DTYPES, Format
 
@@ -181,7 +181,8 @@ class _MappedFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self.mapped, self.size = map_file(path)
+        self.file = map_file(path)
+        self.mapped, self.size = self.file.data, self.file.size
         self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
         self.records = self._record_sizes(path)
         self.releaser = PageReleaser.for_map(self.mapped)
@@ -200,8 +201,7 @@ class _MappedFile:
 
     def close(self) -> None:
         self.closed = True
-        if self.mapped is not None:
-            map_closer(self.mapped, self.view)()
+        self.file.closer(self.view)()
 
     def _open_view(self, name: str) -> memoryview:
         if self.closed:
@@ -292,7 +292,7 @@ def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Chec
                         mapped_file.close()
                     return None
                 release = mapped_file.releaser.release if mapped_file.releaser is not None else None
-                entry = TensorEntry(entry.name, entry.dtype, entry.shape, source, release)
+                entry = TensorEntry(entry.name, entry.dtype, entry.shape, source, release, mapped_file.file.locate)
             entries.append(entry)
         elif isinstance(value, PLAIN_VALUE_TYPES):
             entries.append(ValueEntry(name, value))
@@ -330,6 +330,7 @@ class _TorchZipWriter:
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
+        self.tensor_bytes = TensorBytesWriter(stream)
         self.offset = 0
         self.central: list[bytes] = []
         self.digest = hashlib.sha256()
@@ -339,8 +340,8 @@ class _TorchZipWriter:
         self.stream.write(data)
         self.offset += len(data)
 
-    def add(self, name: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
-        """One stored record of `size` bytes, its data taken from `chunks`."""
+    def add(self, name: str, chunks: Iterable[bytes | memoryview], size: int, locate: Locate | None = None) -> None:
+        """One stored record of `size` bytes, its data taken from `chunks` (found by `locate`)."""
         if self.state != "open":
             raise RuntimeError(f"_TorchZipWriter.add({name!r}) after the archive was {self.state}")
         full_name = f"{ARCHIVE_NAME}/{name}".encode("utf-8")
@@ -356,9 +357,9 @@ class _TorchZipWriter:
         self._write(full_name + extra)
         crc, written = 0, 0
         for chunk in chunks:
-            crc = zlib.crc32(chunk, crc)
+            crc = self.tensor_bytes.write(memoryview(chunk), locate, crc)
             written += len(chunk)
-            self._write(chunk)
+            self.offset += len(chunk)
         if written != size:
             raise WriteError(f"{name}: wrote {written} bytes where {size} were announced")
         if size:
@@ -494,7 +495,7 @@ def write_torch(
         zip_writer.add(name, [content], len(content))
     tensors = [e for e in entries if isinstance(e, TensorEntry)]
     for key, tensor in enumerate(tensors):
-        zip_writer.add(f"data/{key}", tensor.checked_chunks(on_bytes), tensor.nbytes)
+        zip_writer.add(f"data/{key}", tensor.checked_chunks(on_bytes), tensor.nbytes, tensor.locate)
     zip_writer.add("version", [FILE_FORMAT_VERSION], len(FILE_FORMAT_VERSION))
     serialization_id = zip_writer.serialization_id()
     zip_writer.add(".data/serialization_id", [serialization_id], len(serialization_id))

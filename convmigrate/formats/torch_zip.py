@@ -31,7 +31,7 @@ from pathlib import Path
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats.pages import PageReleaser
-from convmigrate.formats.filemap import map_closer, map_file
+from convmigrate.formats.filemap import MappedFile, map_file
 from convmigrate.vocab import BY_TORCH_STORAGE, DTYPES, DType, Format
 
 # Keys under which training code stores the model's state dict, tried in this order.
@@ -221,8 +221,9 @@ def _data_pickle(infos: list[zipfile.ZipInfo]) -> zipfile.ZipInfo | None:
     return found[0] if len(found) == 1 else None
 
 
-def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped: object):
+def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped_file: MappedFile):
     """(source_for(name, tensor), close) over one read-only map of the file."""
+    mapped = mapped_file.data
     view = memoryview(mapped) if mapped is not None else memoryview(b"")
     closed = [False]
 
@@ -248,8 +249,7 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped: object):
 
     def close() -> None:
         closed[0] = True
-        if mapped is not None:
-            map_closer(mapped, view)()
+        mapped_file.closer(view)()
 
     return source_for, close
 
@@ -273,9 +273,10 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
         state = find_state_dict(path, loaded, notes, lambda v: isinstance(v, _Tensor))
     except UnreadableCheckpointError:
         return None  # the same verdict comes from torch_file, with torch's own view of the file
-    mapped, size = map_file(path)
-    records = zip_records(mapped, size, infos)
-    source_for, close = _sources(records, prefix, mapped)
+    mapped_file = map_file(path)
+    mapped = mapped_file.data
+    records = zip_records(mapped, mapped_file.size, infos)
+    source_for, close = _sources(records, prefix, mapped_file)
     releaser = PageReleaser.for_map(mapped)
     release = releaser.release if releaser is not None else None
     entries: list[Entry] = []
@@ -285,7 +286,9 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
             if not isinstance(name, str):
                 left_out.append(f"{name!r} (a {type(name).__name__} key)")
             elif isinstance(value, _Tensor):
-                entries.append(TensorEntry(name, value.dtype, value.shape, source_for(name, value), release))
+                entries.append(
+                    TensorEntry(name, value.dtype, value.shape, source_for(name, value), release, mapped_file.locate)
+                )
             elif isinstance(value, PLAIN_VALUE_TYPES):
                 entries.append(ValueEntry(name, value))
             else:
