@@ -393,13 +393,15 @@ class _Planner:
 
     def place_created(self) -> None:
         """Put each created parameter right after its layer's others, where PyTorch keeps it."""
-        created = [s for s in self.plan.steps if s.op is Op.CREATE]
         steps = [s for s in self.plan.steps if s.op is not Op.CREATE]
-        for step in created:
-            layer = split_name(str(step.target))[0]
-            last = max((i for i, s in enumerate(steps) if s.target and split_name(s.target)[0] == layer), default=len(steps) - 1)
-            steps.insert(last + 1, step)
-        self.plan.steps = steps
+        last_of_layer = {split_name(s.target)[0]: i for i, s in enumerate(steps) if s.target}
+        after: defaultdict[int, list[Step]] = defaultdict(list)  # step index -> created steps to follow it
+        for step in (s for s in self.plan.steps if s.op is Op.CREATE):
+            after[last_of_layer.get(split_name(str(step.target))[0], len(steps) - 1)].append(step)
+        placed = after[-1]  # with no other steps at all
+        for index, step in enumerate(steps):
+            placed += [step, *after[index]]
+        self.plan.steps = placed
 
 
 def _list(shape: tuple[int, ...] | None) -> list[int] | None:

@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from tensor_cases import entry_lists, torch_bytes
 
 import convmigrate.formats.torch_file as torch_file
+import convmigrate.formats.torch_write as torch_write
 from convmigrate.entries import TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
 from convmigrate.formats import open_checkpoint, write_checkpoint
 import convmigrate.formats.torch_zip as torch_zip
-from convmigrate.formats.torch_file import write_torch
+from convmigrate.formats.torch_write import write_torch
 from convmigrate.vocab import DTYPES, Format
 
 
@@ -328,7 +329,7 @@ def test_round_trip_through_torch_load(tmp_path: Path, entries: list, offsets_co
 
 def test_zip64_records_load_in_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Real zip64 needs a 4 GiB record; lowering the threshold exercises the same fields.
-    monkeypatch.setattr(torch_file, "_ZIP64_LIMIT", 200)
+    monkeypatch.setattr(torch_write, "_ZIP64_LIMIT", 200)
     entries = _entries_of({"big": torch.arange(100, dtype=torch.float64), "small": torch.ones(3), "after": torch.zeros(2, dtype=torch.int8)})
     path = tmp_path / "z64.pt"
     path.write_bytes(_write(entries))

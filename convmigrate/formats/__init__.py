@@ -24,7 +24,7 @@ from convmigrate.errors import UsageError
 # format -> ("module:reader", "module:writer"). Modules are imported on first use, so that
 # reading a .ckpt (or a plain torch state dict, see torch_zip) never imports torch.
 _CODECS: dict[Format, tuple[str, str]] = {
-    Format.TORCH: ("convmigrate.formats.torch_zip:read_torch", "convmigrate.formats.torch_file:write_torch"),
+    Format.TORCH: ("convmigrate.formats.torch_zip:read_torch", "convmigrate.formats.torch_write:write_torch"),
     Format.SAFETENSORS: ("convmigrate.formats.safetensors_file:read_safetensors",
                          "convmigrate.formats.safetensors_file:write_safetensors"),
     Format.MS_SAFETENSORS: ("convmigrate.formats.safetensors_file:read_safetensors",

@@ -1,0 +1,199 @@
+"""Tensor bytes copied by the kernel (os.copy_file_range), its fallbacks, and durable outputs.
+
+The migrations below move multi-MiB tensors, so the kernel-copy path is the one taken; the
+frameworks then read the results. Counting the real os.copy_file_range calls shows which path
+ran; forcing it to fail shows the plain writes give the same bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convmigrate.entries import TensorEntry
+from convmigrate.errors import WriteError
+from convmigrate.formats import open_checkpoint, write_checkpoint
+from convmigrate.formats import atomic as atomic_module
+from convmigrate.formats.atomic import atomic_output
+from convmigrate.formats.bytecopy import KERNEL_COPY_MIN_BYTES, TensorBytesWriter
+from convmigrate.vocab import Format
+
+REAL_COPY = os.copy_file_range
+
+
+def big_state() -> dict[str, torch.Tensor]:
+    """A few Conv1d layers whose weights are over the kernel-copy threshold, plus small tensors."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for index, (c_out, c_in, k) in enumerate([(256, 256, 5), (128, 64, 33), (64, 64, 3)]):
+        state[f"convs.{index}.weight"] = torch.randn(c_out, c_in, k, generator=generator)
+        state[f"convs.{index}.bias"] = torch.randn(c_out, generator=generator)
+    state["proj.weight"] = torch.randn(300, 1000, generator=generator)  # ~1.1 MiB, a Linear
+    return state
+
+
+@pytest.fixture
+def copy_calls(monkeypatch):
+    """Counts the real os.copy_file_range calls made while the test runs."""
+    calls = []
+
+    def counting(*args):
+        calls.append(args[2])
+        return REAL_COPY(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", counting)
+    return calls
+
+
+def test_torch2ms_copies_in_the_kernel_and_mindspore_reads_the_result(ms, cli, tmp_path, copy_calls):
+    state = big_state()
+    torch.save(state, tmp_path / "model.pt")
+    result = cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / "model.ckpt", "--crc", "--quiet")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert sum(copy_calls) >= sum(t.nbytes for t in state.values() if t.nbytes >= KERNEL_COPY_MIN_BYTES)
+    loaded = ms.load_checkpoint(str(tmp_path / "model.ckpt"), crc_check=True)  # the CRC ran on a thread
+    for index in range(3):
+        weight = state[f"convs.{index}.weight"].numpy()
+        np.testing.assert_array_equal(loaded[f"convs.{index}.weight"].asnumpy(), weight[:, :, None, :])
+    np.testing.assert_array_equal(loaded["proj.weight"].asnumpy(), state["proj.weight"].numpy())
+
+
+def test_ms2torch_writes_zip_records_with_correct_crcs(cli, tmp_path, copy_calls):
+    state = big_state()
+    torch.save(state, tmp_path / "model.pt")
+    assert cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / "model.ckpt", "--quiet").exit_code == 0
+    copy_calls.clear()
+    result = cli("ms2torch", tmp_path / "model.ckpt", "-o", tmp_path / "back.pt", "--quiet")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert copy_calls, "the .pt writer should copy big records in the kernel"
+    with zipfile.ZipFile(tmp_path / "back.pt") as archive:
+        assert archive.testzip() is None  # every record's CRC-32 matches its bytes
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    for name, tensor in state.items():
+        assert torch.equal(back[name], tensor), name
+
+
+@pytest.mark.parametrize("fmt", [Format.CKPT, Format.SAFETENSORS, Format.TORCH])
+def test_refused_kernel_copy_falls_back_to_writes_with_the_same_bytes(tmp_path, monkeypatch, fmt):
+    torch.save(big_state(), tmp_path / "model.pt")
+    with open_checkpoint(tmp_path / "model.pt") as checkpoint:
+        write_checkpoint(tmp_path / "copied.bin", checkpoint.entries, fmt)
+        attempts = []
+
+        def cross_device(*args):
+            attempts.append(args)
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+        monkeypatch.setattr(os, "copy_file_range", cross_device)
+        write_checkpoint(tmp_path / "written.bin", checkpoint.entries, fmt)
+    assert len(attempts) == 1  # refused once: plain writes for the rest of the file
+    assert (tmp_path / "copied.bin").read_bytes() == (tmp_path / "written.bin").read_bytes()
+
+
+def test_a_copy_refused_half_way_is_finished_by_writes(tmp_path, monkeypatch):
+    torch.save(big_state(), tmp_path / "model.pt")
+    with open_checkpoint(tmp_path / "model.pt") as checkpoint:
+        write_checkpoint(tmp_path / "copied.ckpt", checkpoint.entries, Format.CKPT)
+        state = {"calls": 0}
+
+        def half_then_refuse(source, target, count, offset):
+            state["calls"] += 1
+            if state["calls"] == 1:
+                return REAL_COPY(source, target, count // 2, offset)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+        monkeypatch.setattr(os, "copy_file_range", half_then_refuse)
+        write_checkpoint(tmp_path / "mixed.ckpt", checkpoint.entries, Format.CKPT)
+    assert (tmp_path / "copied.ckpt").read_bytes() == (tmp_path / "mixed.ckpt").read_bytes()
+
+
+def test_a_disk_error_during_a_kernel_copy_is_a_write_error(tmp_path, monkeypatch):
+    torch.save(big_state(), tmp_path / "model.pt")
+    (tmp_path / "out.ckpt").write_bytes(b"previous")
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "copy_file_range", disk_full)
+    with open_checkpoint(tmp_path / "model.pt") as checkpoint, pytest.raises(WriteError, match="No space left"):
+        write_checkpoint(tmp_path / "out.ckpt", checkpoint.entries, Format.CKPT, force=True)
+    assert (tmp_path / "out.ckpt").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "out.ckpt"]
+
+
+def test_streams_without_a_file_and_computed_tensors_are_written_with_their_crc(tmp_path):
+    array = np.arange(KERNEL_COPY_MIN_BYTES // 2, dtype=np.float32)  # 2 MiB, in memory
+    entry = TensorEntry.from_array("w", array)
+    stream = io.BytesIO()
+    out = TensorBytesWriter(stream)
+    crc = 0
+    for chunk in entry.checked_chunks():
+        crc = out.write(chunk, entry.locate, crc)
+    assert stream.getvalue() == array.tobytes()
+    assert crc == zlib.crc32(array.tobytes())
+
+
+def test_a_closed_checkpoint_no_longer_locates_its_bytes(tmp_path):
+    torch.save(big_state(), tmp_path / "model.pt")
+    checkpoint = open_checkpoint(tmp_path / "model.pt")
+    weight = next(e for e in checkpoint.tensors() if e.name == "convs.0.weight")
+    chunk = next(weight.chunks())
+    place = weight.locate(chunk)
+    assert place is not None and os.pread(place[0], 16, place[1]) == bytes(chunk[:16])
+    del chunk
+    checkpoint.close()
+    assert weight.locate(memoryview(b"x")) is None
+    with pytest.raises(ValueError):  # the checkpoint is closed: no bytes, and no descriptor either
+        next(weight.chunks())
+
+
+def test_durable_output_reports_a_failed_fsync_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    (tmp_path / "out.bin").write_bytes(b"previous")
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WriteError, match="Input/output error"), atomic_output(tmp_path / "out.bin") as stream:
+        stream.write(b"new")
+    assert (tmp_path / "out.bin").read_bytes() == b"previous"
+    with atomic_output(tmp_path / "out.bin", durable=False) as stream:  # --no-fsync: no fsync to fail
+        stream.write(b"new")
+    assert (tmp_path / "out.bin").read_bytes() == b"new"
+
+
+def test_a_writeback_error_while_writing_is_reported(tmp_path, monkeypatch):
+    """Linux reports a write-back error once: the background loop must not swallow it."""
+    synced = []
+
+    def failing_fdatasync(fd):
+        synced.append(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    monkeypatch.setattr(atomic_module._Writeback, "FIRST_SYNC_AFTER_S", 0.0)
+    with pytest.raises(WriteError, match="Input/output error"), atomic_output(tmp_path / "out.bin") as stream:
+        stream.write(b"new")
+        deadline = time.monotonic() + 10
+        while not synced and time.monotonic() < deadline:  # a slow writer: the loop runs meanwhile
+            time.sleep(0.01)
+    assert synced and not (tmp_path / "out.bin").exists()
+
+
+def test_no_fsync_option_writes_the_same_file(cli, tmp_path):
+    torch.save(big_state(), tmp_path / "model.pt")
+    for name, extra in (("durable.ckpt", []), ("fast.ckpt", ["--no-fsync"])):
+        result = cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / name, "--quiet", *extra)
+        assert result.exit_code == 0, result.stdout
+    assert (tmp_path / "durable.ckpt").read_bytes() == (tmp_path / "fast.ckpt").read_bytes()
+    assert cli("convert", tmp_path / "model.pt", "-o", tmp_path / "x.safetensors", "--no-fsync", "--quiet").exit_code == 0
+    assert Path(tmp_path / "x.safetensors").stat().st_size > 0
