@@ -120,3 +120,36 @@ def test_a_migration_that_fails_verification_keeps_no_output(cli, tmp_path, monk
     assert result.exit_code == 1 and "verification failed for pos" in result.stderr
     assert (tmp_path / "model.ckpt").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "model.pt"]  # no staging file left
+
+
+@pytest.mark.parametrize("direction", ["torch2ms", "ms2torch"])
+@pytest.mark.parametrize("mistake", ["kernel reversed", "in/out axes swapped", "one tap off by 1e-3"])
+def test_many_small_convs_checked_together_still_name_the_wrong_one(ms, cli, tmp_path, direction, mistake):
+    """100 layers of one shape are checked in stacks of 64 (one grouped conv each): a mistake
+    in one layer must fail that layer alone, in either direction."""
+    rng = np.random.default_rng(0)
+    torch_state = {}
+    for index in range(100):
+        torch_state[f"blocks.{index}.conv.weight"] = rng.standard_normal((6, 6, 3), dtype=np.float32)
+        torch_state[f"blocks.{index}.conv.bias"] = rng.standard_normal(6, dtype=np.float32)
+    ms_params = {k: v[:, :, None, :] if v.ndim == 3 else v for k, v in torch_state.items()}
+    bad = "blocks.70.conv.weight"  # in the second stack
+    if mistake == "kernel reversed":
+        ms_params[bad] = ms_params[bad][..., ::-1]
+    elif mistake == "in/out axes swapped":
+        ms_params[bad] = np.swapaxes(ms_params[bad], 0, 1)
+    else:
+        ms_params[bad] = ms_params[bad].copy()
+        ms_params[bad][2, 3, 0, 1] += np.float32(1e-3)
+    torch.save({k: torch.from_numpy(v) for k, v in torch_state.items()}, tmp_path / "model.pt")
+    ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in ms_params.items()],
+                       str(tmp_path / "model.ckpt"))
+    files = [tmp_path / "model.pt", tmp_path / "model.ckpt"]
+    if direction == "ms2torch":
+        files.reverse()
+    result = cli("verify", *files, "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    layers = json.loads((tmp_path / "r.json").read_text())["verification"]["layers"]
+    assert len(layers) == 100
+    assert [layer["name"] for layer in layers if not layer["passed"]] == ["blocks.70.conv"]
+    assert "verification failed for blocks.70.conv" in result.stderr

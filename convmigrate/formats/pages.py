@@ -15,6 +15,7 @@ thousands of small tensors cost thousands of additions, not thousands of madvise
 from __future__ import annotations
 
 import mmap
+import threading
 
 from convmigrate.formats.filemap import address
 
@@ -36,6 +37,7 @@ class PageReleaser:
         self.base = address(mapped)
         self.size = len(mapped)
         self.start = self.stop = 0  # the pending run [start, stop) of map offsets
+        self.lock = threading.Lock()  # verification releases from several threads
 
     @classmethod
     def for_map(cls, mapped: mmap.mmap | None) -> PageReleaser | None:
@@ -52,22 +54,31 @@ class PageReleaser:
         stop = start + len(view)
         if not 0 <= start < stop <= self.size:
             return  # not ours (e.g. a copy): nothing to give back
+        with self.lock:
+            self._add(start, stop)
+
+    def _add(self, start: int, stop: int) -> None:
         if self.stop - self.start and (start > self.stop + PAGE or stop < self.start - PAGE):
-            self.flush()  # not adjacent to the pending run: give that back first
+            self._flush()  # not adjacent to the pending run: give that back first
         if self.stop == self.start:
             self.start, self.stop = start, stop
         else:
             self.start, self.stop = min(self.start, start), max(self.stop, stop)
         if self.stop - self.start >= RELEASE_BYTES:
-            self.flush()
+            self._flush()
 
     def release_all(self) -> None:
         """Give back every page of the map (after a scan of headers spread over the file)."""
-        self.start, self.stop = 0, self.size
-        self.flush()
+        with self.lock:
+            self.start, self.stop = 0, self.size
+            self._flush()
 
     def flush(self) -> None:
         """Give back the pending run now (whole pages around it: the map is read-only)."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         start = self.start - self.start % PAGE
         stop = min(self.size, self.stop + -self.stop % PAGE)
         self.start = self.stop = 0
