@@ -410,6 +410,8 @@ class _Verifier:
         )
         # The weights are read through memory maps: their pages are given back after the check.
         entries = (got, *(self.by_original.get(name) for name in step.sources))
+        if bias_step is not None:
+            entries += (self.by_original.get(bias_step.sources[0]), self.by_converted.get(str(bias_step.target)))
         return _ConvPair(check, setup, (original_weight, _float(got)), biases, tolerance, entries)
 
     def stack_key(self, step: Step) -> tuple | None:

@@ -37,7 +37,7 @@ Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
 from __future__ import annotations
 
 import math
-import mmap
+import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,9 +49,9 @@ import numpy as np
 from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, Locate, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
-from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.bytecopy import TensorBytesWriter
-from convmigrate.formats.filemap import map_file
+from convmigrate.formats.filemap import MappedFile, map_file
+from convmigrate.formats.pages import PageReleaser
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -105,12 +105,40 @@ class _Value:
     content: tuple[int, int] | None = None  # byte range of tensor_content in the file
 
 
-class _Walker:
-    """Walks the protobuf fields of a memory-mapped .ckpt, failing with one clear line."""
+class _FileBytes:
+    """A file's bytes by index and slice, read with pread through one cached block.
 
-    def __init__(self, path: Path, data: mmap.mmap, view: memoryview, end: int, locate: Locate) -> None:
-        self.path, self.data, self.view, self.end, self.locate = path, data, view, end, locate
-        self.releaser = PageReleaser.for_map(data)
+    The walk reads only the few bytes before each tensor's content. Through the memory map,
+    each of those reads faulted ~64 KiB around it into the process: +70 MiB of peak RSS for
+    the 4 000 values of a 2 GB checkpoint, though the contents were never touched.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, mapped: MappedFile) -> None:
+        self.fd, self.size = mapped.fd, mapped.size
+        self.start, self.block = 0, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: int | slice) -> int | bytes:
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(self.size)
+            if self.start <= start and stop <= self.start + len(self.block):
+                return self.block[start - self.start : stop - self.start]
+            return os.pread(self.fd, max(0, stop - start), start)
+        if not self.start <= key < self.start + len(self.block):
+            self.start, self.block = key, os.pread(self.fd, self.BLOCK, key)
+        return self.block[key - self.start]
+
+
+class _Walker:
+    """Walks the protobuf fields of a .ckpt, failing with one clear line."""
+
+    def __init__(self, path: Path, mapped: MappedFile, view: memoryview, end: int) -> None:
+        self.path, self.data, self.view, self.end, self.locate = path, _FileBytes(mapped), view, end, mapped.locate
+        self.releaser = PageReleaser.for_map(mapped.data)
 
     def fail(self, at: int, problem: str, damaged: bool = True) -> NoReturn:
         verdict = "; the file is damaged" if damaged else ""
@@ -307,10 +335,7 @@ def read_ckpt(path: Path) -> Checkpoint:
     view = memoryview(data)
     close = mapped.closer(view)
     try:
-        walker = _Walker(path, data, view, _end_without_crc(path, view), mapped.locate)
-        entries = walker.entries()
-        if walker.releaser is not None:
-            walker.releaser.release_all()  # the walk faulted in pages around every value's header
+        entries = _Walker(path, mapped, view, _end_without_crc(path, view)).entries()
     except BaseException:
         close()
         raise

@@ -20,6 +20,7 @@ import threading
 from convmigrate.formats.filemap import address
 
 PAGE = mmap.PAGESIZE
+FAULT_AROUND = 64 * 1024  # Linux's default fault_around_bytes
 # Pending released bytes are given back once they add up to this much.
 RELEASE_BYTES = 8 * 1024 * 1024
 
@@ -79,8 +80,11 @@ class PageReleaser:
             self._flush()
 
     def _flush(self) -> None:
-        start = self.start - self.start % PAGE
-        stop = min(self.size, self.stop + -self.stop % PAGE)
+        # The kernel maps up to FAULT_AROUND bytes around each faulting page: give back that
+        # margin too, or the neighbours of every released range stay resident (+70 MiB over the
+        # 4 000 tensors of a 2 GB verification). A neighbour still in use simply faults again.
+        start = max(0, self.start - self.start % PAGE - FAULT_AROUND)
+        stop = min(self.size, self.stop + -self.stop % PAGE + FAULT_AROUND)
         self.start = self.stop = 0
         if stop > start:
             try:

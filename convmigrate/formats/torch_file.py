@@ -151,8 +151,6 @@ class _MappedFile:
         self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
         self.records = self._record_sizes(path)
         self.releaser = PageReleaser.for_map(self.mapped)
-        if self.releaser is not None:
-            self.releaser.release_all()  # reading 4 000 local headers faulted in ~64 KiB around each
         self.closed = False
 
     def _record_sizes(self, path: Path) -> dict[int, int]:
@@ -162,7 +160,7 @@ class _MappedFile:
                 infos = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError):
             return {}
-        return dict(zip_records(self.mapped, self.size, infos).values())
+        return dict(zip_records(self.file, infos).values())
 
     def close(self) -> None:
         self.closed = True
