@@ -24,7 +24,8 @@ from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step,
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
 from convmigrate.verify import (
-    ConvSetup, Verification, direction_between, setup_from_spec, setups_from_layers, verify_migration,
+    BackgroundVerification, ConvSetup, Verification, direction_between, setup_from_spec, setups_from_layers,
+    verify_migration,
 )
 from convmigrate.vocab import Format, Framework, Layout
 
@@ -239,21 +240,30 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
 
+        # The original's side of the verification runs while the output is being written.
+        verification = BackgroundVerification(
+            plan, checkpoint, layers=layers, tolerance=(request.rtol, request.atol), seed=request.seed
+        ) if request.verify else None
+
         def verified(written: Path) -> bool:
             """Prove the complete temporary file before it may take the output's name."""
+            assert verification is not None
             with open_checkpoint(written) as converted:
-                result.verification = verify_migration(
-                    plan, checkpoint, converted, layers=layers,
-                    tolerance=(request.rtol, request.atol), seed=request.seed,
-                )
+                result.verification = verification.finish(converted)
             return result.verification.passed
 
         # Written to a temporary file beside `output`, verified there, and only then renamed:
         # a result that fails verification (or a failed write) never takes the output's place.
-        with progress(result.tensor_bytes) as on_bytes:
-            write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
-                             inputs=[request.input], force=request.force, on_bytes=on_bytes,
-                             check=verified if request.verify else None, durable=request.fsync)
+        try:
+            if verification is not None:
+                verification.start()
+            with progress(result.tensor_bytes) as on_bytes:
+                write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
+                                 inputs=[request.input], force=request.force, on_bytes=on_bytes,
+                                 check=verified if verification is not None else None, durable=request.fsync)
+        finally:
+            if verification is not None:
+                verification.stop()
         result.written = result.verification is None or result.verification.passed
         if result.written and from_model is not None:
             from convmigrate.layers import write_layers_json

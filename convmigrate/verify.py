@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -187,6 +188,24 @@ def _float(entry: TensorEntry) -> np.ndarray:
 Outcome = tuple[float, float, bool, str]  # max abs error, max relative error, passed, detail
 
 
+def original_side(
+    setup: ConvSetup,
+    source_framework: Framework,
+    original_weight: np.ndarray,
+    original_bias: np.ndarray | None,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The random inputs and the original layer's outputs for them (float64)."""
+    source_sem = _semantics(source_framework, original_weight)
+    groups = _groups(setup)
+    in_channels = original_weight.shape[0] if setup.kind == "ConvTranspose1d" else original_weight.shape[1] * groups
+    pairs = []
+    for length in _input_lengths(setup, original_weight.shape[-1]):
+        x = rng.standard_normal((BATCH, in_channels, length)).astype(np.float32)
+        pairs.append((x, np.asarray(_run(source_sem, setup, x, original_weight, original_bias), dtype=np.float64)))
+    return pairs
+
+
 def check_conv(
     name: str,
     setup: ConvSetup,
@@ -198,25 +217,28 @@ def check_conv(
     tolerance: tuple[float, float],
     rng: np.random.Generator,
     blocks: int = 1,
+    prepared: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[Outcome]:
     """Run both sides; one outcome per block of output channels.
 
     `blocks` > 1 checks that many independent layers at once: their weights stacked along
-    the output axis and run as one conv with `groups=blocks` (see `_check_small_convs`).
+    the output axis and run as one conv with `groups=blocks` (see `_Verifier.small_convs`).
+    `prepared` holds (input, original output) pairs from `original_side` (then
+    `original_weight` and `original_bias` are not read again).
     """
     target_framework = Framework.MINDSPORE if source_framework is Framework.TORCH else Framework.TORCH
-    source_sem = _semantics(source_framework, original_weight)
     target_sem = _semantics(target_framework, converted_weight)
-    kernel = original_weight.shape[-1]
-    groups = _groups(setup)
-    in_channels = original_weight.shape[0] if setup.kind == "ConvTranspose1d" else original_weight.shape[1] * groups
+    if prepared is None:
+        try:
+            prepared = original_side(setup, source_framework, original_weight, original_bias, rng)
+        except ValueError as exc:
+            return [(float("inf"), float("inf"), False, f"the original layer cannot run: {exc}")] * blocks
     worst_abs, worst_rel = np.zeros(blocks), np.zeros(blocks)
     details = [""] * blocks
     rtol, atol = tolerance
-    for length in _input_lengths(setup, kernel):
-        x = rng.standard_normal((BATCH, in_channels, length)).astype(np.float32)
+    for x, expected in prepared:
+        length = x.shape[-1]
         try:
-            expected = np.asarray(_run(source_sem, setup, x, original_weight, original_bias), dtype=np.float64)
             got = np.asarray(_target_output(setup, target_sem, x, converted_weight, converted_bias), dtype=np.float64)
         except ValueError as exc:
             return [(float("inf"), float("inf"), False, f"the converted layer cannot run: {exc}")] * blocks
@@ -292,8 +314,46 @@ def verify_migration(
     `layers` maps a layer name (the weight's prefix) to its hyperparameters; `tolerance` is
     (rtol, atol), None for the dtype's default.
     """
-    verifier = _Verifier(plan, original, converted, layers or {}, tolerance, seed)
-    return verifier.run()
+    return _Verifier(plan, original, layers or {}, tolerance, seed).run(converted)
+
+
+class BackgroundVerification:
+    """verify_migration in two halves, for a migration that is still writing its output.
+
+    `start` runs the original's side of the big convs (random inputs and the original
+    layers' outputs: half the arithmetic, and every read of the original's conv weights) on a
+    thread while the output is written; `finish(converted)` checks the complete output
+    against those results and does everything else. The outcome is verify_migration's.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        original: Checkpoint,
+        *,
+        layers: Mapping[str, ConvSetup] | None = None,
+        tolerance: tuple[float | None, float | None] = (None, None),
+        seed: int = 0,
+    ) -> None:
+        self.verifier = _Verifier(plan, original, layers or {}, tolerance, seed)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=self.verifier.prepare, args=(self.stopping,), name="convmigrate-verify-original", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Abandon the background half (after the layer under way): the write failed."""
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def finish(self, converted: Checkpoint) -> Verification:
+        if self.thread.is_alive():
+            self.thread.join()  # the same work run() would otherwise do, already under way
+        return self.verifier.run(converted)
 
 
 @dataclass
@@ -320,7 +380,6 @@ class _Verifier:
         self,
         plan: Plan,
         original: Checkpoint,
-        converted: Checkpoint,
         layers: Mapping[str, ConvSetup],
         tolerance: tuple[float | None, float | None],
         seed: int,
@@ -328,10 +387,37 @@ class _Verifier:
         self.plan, self.layers, self.tolerance, self.seed = plan, layers, tolerance, seed
         self.source_framework = plan.direction.source
         self.by_original = {e.name: e for e in original.entries}
-        self.by_converted = {e.name: e for e in converted.entries}
+        self.by_converted: dict[str, Entry] = {}
         self.targets = {str(s.target): s for s in plan.written}
+        # step index -> (bias present, its (input, original output) pairs), from prepare()
+        self.prepared: dict[int, tuple[bool, list[tuple[np.ndarray, np.ndarray]]]] = {}
 
-    def run(self) -> Verification:
+    def prepare(self, stopping: threading.Event) -> None:
+        """The original's side of every big conv, in plan order, until `stopping` is set."""
+        for index, step in enumerate(self.plan.written):
+            if stopping.is_set():
+                return
+            if not _is_conv_weight(step) or self.source_bytes(step) < THREAD_MIN_BYTES:
+                continue
+            bias_step = self.targets.get(_bias_name(step))
+            bias = None
+            if bias_step is not None and bias_step.sources:
+                bias = _float(self.by_original[bias_step.sources[0]])  # type: ignore[arg-type]
+            weight = _original_weight(step, self.by_original)
+            setup = self.layers.get(_layer_of(step)) or _plain_setup(weight.shape, bias.shape if bias is not None else None)
+            try:
+                pairs = original_side(setup, self.source_framework, weight, bias, self.rng(index))
+            except ValueError:
+                continue  # run() reports it, layer by layer
+            finally:
+                for name in step.sources:
+                    entry = self.by_original.get(name)
+                    if isinstance(entry, TensorEntry):
+                        entry.release_pages()
+            self.prepared[index] = (bias is not None, pairs)
+
+    def run(self, converted: Checkpoint) -> Verification:
+        self.by_converted = {e.name: e for e in converted.entries}
         # Big tensors go to the threads: their checks are NumPy work that releases the GIL.
         # Small ones are Python work that two threads would only fight over: this thread does
         # them meanwhile, small plain convs SMALL_CONV_STACK at a time. Results keep plan order.
@@ -375,15 +461,17 @@ class _Verifier:
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
             return pair
+        with_bias, prepared = self.prepared.get(index, (None, None))
+        if with_bias is not (pair.biases[0] is not None):
+            prepared = None  # prepared for another bias than the converted file has: redo
         outcome = check_conv(pair.check.name, pair.setup, self.source_framework, *pair.weights, *pair.biases,
-                             pair.tolerance, self.rng(index))
+                             pair.tolerance, self.rng(index), prepared=prepared)
         pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome[0]
         pair.release()
         return pair.check
 
     def bias_step(self, step: Step) -> Step | None:
-        layer = split_name(str(step.target))[0]
-        bias = self.targets.get(f"{layer}.bias" if layer else "bias")
+        bias = self.targets.get(_bias_name(step))
         return bias if bias is not None and bias.sources and str(bias.target) in self.by_converted else None
 
     def conv_pair(self, step: Step) -> _ConvPair | LayerCheck:
@@ -464,6 +552,15 @@ class _Verifier:
             pair.release()  # type: ignore[union-attr]
             checks[index] = pair.check  # type: ignore[union-attr]
         return checks
+
+
+def _layer_of(step: Step) -> str:
+    return split_name(str(step.target))[0]
+
+
+def _bias_name(step: Step) -> str:
+    layer = _layer_of(step)
+    return f"{layer}.bias" if layer else "bias"
 
 
 def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray:

@@ -153,3 +153,31 @@ def test_many_small_convs_checked_together_still_name_the_wrong_one(ms, cli, tmp
     assert len(layers) == 100
     assert [layer["name"] for layer in layers if not layer["passed"]] == ["blocks.70.conv"]
     assert "verification failed for blocks.70.conv" in result.stderr
+
+
+def test_a_broken_big_layer_fails_with_its_original_side_computed_during_the_write(cli, tmp_path, monkeypatch):
+    """Convs of >= 1 MiB have their original side computed on a thread while the output is
+    written (BackgroundVerification); a broken fold must still fail, naming the layer."""
+    import convmigrate.migrate as migrate
+    import convmigrate.verify as verify
+
+    torch.manual_seed(0)
+    big = nn.Module()
+    big.pos = weight_norm(nn.Conv1d(256, 256, 5, padding=2), dim=2)  # 1.25 MiB of weight
+    big.conv = nn.Conv1d(256, 256, 5)
+    torch.save(big.state_dict(), tmp_path / "model.pt")
+    prepared = []
+    original_prepare = verify._Verifier.prepare
+
+    def recording_prepare(self, stopping):
+        original_prepare(self, stopping)
+        prepared.extend(self.prepared)
+
+    monkeypatch.setattr(verify._Verifier, "prepare", recording_prepare)
+    result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "--report", tmp_path / "ok.json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert len(prepared) == 2  # both layers were prepared in the background
+    monkeypatch.setattr(migrate, "fold_weight_norm", lambda g, v, dim, dtype: v * 2)
+    result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "-o", tmp_path / "bad.ckpt")
+    assert result.exit_code == 1 and "verification failed for pos" in result.stderr
+    assert not (tmp_path / "bad.ckpt").exists()
