@@ -8,7 +8,6 @@ without giving pages back would add the whole checkpoint.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

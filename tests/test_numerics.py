@@ -37,7 +37,10 @@ PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
 
 # Relative error allowed against the sum of |x*w| (+|bias|) that forms each output: float32
 # accumulation error for the wide types, one or two roundings of the result for the narrow ones.
-RELATIVE_TOLERANCE = {"float64": 1e-12, "float32": 2e-5, "float16": 2 * 2.0**-10, "bfloat16": 2 * 2.0**-7}
+# bfloat16 allows three: torch's CPU bfloat16 conv_transpose1d rounds partial sums, and a
+# hypothesis case (stride 3, dilation 3, groups 2) found it at -21.0 where the exact value is
+# -20.54 (1.9 x 2**-7 of the magnitude 31.6); ours gives -20.5, the exact value rounded once.
+RELATIVE_TOLERANCE = {"float64": 1e-12, "float32": 2e-5, "float16": 2 * 2.0**-10, "bfloat16": 3 * 2.0**-7}
 
 
 def assert_close(ours: np.ndarray, reference: np.ndarray, magnitude: np.ndarray, dtype: str) -> None:

@@ -159,7 +159,7 @@ def test_a_broken_big_layer_fails_with_its_original_side_computed_during_the_wri
     """Convs of >= 1 MiB have their original side computed on a thread while the output is
     written (BackgroundVerification); a broken fold must still fail, naming the layer."""
     import convmigrate.migrate as migrate
-    import convmigrate.verify as verify
+    import convmigrate.verify.runner as verify
 
     torch.manual_seed(0)
     big = nn.Module()

@@ -1,299 +1,30 @@
-"""Proof that a converted checkpoint computes what the original did.
-
-Every Conv1d / ConvTranspose1d weight of the original is paired with its converted counterpart
-by the migration plan. Deterministic random inputs run through the original under its own
-framework's semantics and through the converted weight under the other framework's semantics,
-both with the bundled NumPy convolution (never torch's or MindSpore's kernels). Every other
-tensor must be bit-identical (a created one must be zero).
-
-Without layer hyperparameters the convs run as plain stride-1, unpadded convs (PyTorch
-`padding=0` is MindSpore `pad_mode="valid"`): that checks every weight value lands where the
-other framework reads it. With a layers JSON each conv runs with its real stride, padding,
-dilation and groups, and the target side with the translated constructor, pre-pad and crop.
-"""
+"""Every check of a migration plan, scheduled: big tensors on threads, small convs in stacks,
+and for a migration, the original's side while the output is still being written."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from convmigrate import numerics
-from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.entries import Checkpoint, Entry, TensorEntry
 from convmigrate.plan import Direction, Op, Plan, Step
 from convmigrate.rules.names import split_name
-from convmigrate.vocab import Framework
+from convmigrate.verify.conv import (
+    DEFAULT_TOLERANCE, PLAIN, ConvSetup, as_float32, check_conv, original_side, plain_setup,
+)
+from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
+from convmigrate.verify.tensors import check_tensor
 
-# (rtol, atol) by weight dtype, relative to the largest output magnitude. Both sides compute
-# in float32 from the same values, so a correct conversion is off by rounding only; a wrong one
-# (reversed kernel, misplaced axis) is off by the outputs' own size.
-DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
-    "float64": (1e-9, 1e-12),
-    "float32": (1e-5, 1e-6),
-    "float16": (2e-3, 1e-4),  # a folded weight norm is rounded to float16
-    "bfloat16": (1.6e-2, 1e-3),  # ... or to bfloat16
-}
-BATCH = 1  # one random input row per length: a misplaced weight changes every output row alike
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
 # release the GIL, so a second core verifies while the first walks the plan.
 VERIFY_THREADS = 2
 THREAD_MIN_BYTES = 1024 * 1024  # tensors from this size are checked on the threads
 SMALL_CONV_STACK = 64  # smaller plain convs of one shape are checked this many at a time
-
-
-@dataclass(frozen=True)
-class ConvSetup:
-    """One conv's hyperparameters in both frameworks (what `convmigrate layers` writes).
-
-    `pre_pad` / `post_crop` apply on the target side, around the target framework's layer.
-    """
-
-    kind: str = "Conv1d"  # or "ConvTranspose1d"
-    torch: Mapping[str, Any] = field(default_factory=dict)
-    mindspore: Mapping[str, Any] = field(default_factory=lambda: {"pad_mode": "valid"})
-    pre_pad: Any = None  # layers.spec.PrePad
-    post_crop: Any = None  # layers.spec.PostCrop
-    length_multiple: int | None = None
-    described: bool = False  # True when the hyperparameters came from a layers JSON
-
-
-PLAIN = ConvSetup()
-PLAIN_TRANSPOSED = ConvSetup(kind="ConvTranspose1d")
-
-
-def _plain_setup(weight_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None) -> ConvSetup:
-    """Without a layers JSON: a bias sized like axis 1, not axis 0, marks a transposed conv
-    ((C_in, C_out/groups, K)); otherwise a plain conv reads the same weights equally well."""
-    if bias_shape is not None and bias_shape[0] != weight_shape[0] and bias_shape[0] == weight_shape[1]:
-        return PLAIN_TRANSPOSED
-    return PLAIN
-
-
-@dataclass
-class LayerCheck:
-    name: str
-    kind: str
-    weight: str  # the original's weight name (or its g/v names joined)
-    target: str
-    max_abs: float
-    max_rel: float
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class TensorCheck:
-    source: str
-    target: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class Verification:
-    layers: list[LayerCheck] = field(default_factory=list)
-    tensors: list[TensorCheck] = field(default_factory=list)
-    seed: int = 0
-
-    def failures(self) -> list[str]:
-        failed = [c.name for c in self.layers if not c.passed]
-        return failed + [c.target for c in self.tensors if not c.passed]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures()
-
-    def to_json(self) -> dict:
-        return {
-            "passed": self.passed,
-            "seed": self.seed,
-            "layers": [vars(c) for c in self.layers],
-            "tensors": {
-                "compared": len(self.tensors),
-                "identical": sum(c.passed for c in self.tensors),
-                "failed": [vars(c) for c in self.tensors if not c.passed],
-            },
-        }
-
-
-# -- running a conv under one framework's semantics ---------------------------------------------
-_FUNCTIONS: dict[tuple[str, str], Callable[..., np.ndarray]] = {
-    ("torch", "Conv1d"): numerics.torch_conv1d,
-    ("torch", "ConvTranspose1d"): numerics.torch_conv_transpose1d,
-    ("mindspore", "Conv1d"): numerics.ms_conv1d,
-    ("mindspore", "ConvTranspose1d"): numerics.ms_conv1d_transpose,
-}
-
-
-def _semantics(framework: Framework, weight: np.ndarray) -> str:
-    """Which function reads `weight`: a 3-D weight is PyTorch's layout (mindspore.mint too)."""
-    return "torch" if framework is Framework.TORCH or weight.ndim == 3 else "mindspore"
-
-
-@functools.cache
-def _parameters(function: Callable[..., np.ndarray]) -> frozenset[str]:
-    """The keyword names `function` takes (inspect.signature costs ~75 us: once per function)."""
-    return frozenset(inspect.signature(function).parameters)
-
-
-def _run(semantics: str, setup: ConvSetup, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    function = _FUNCTIONS[(semantics, setup.kind)]
-    kwargs = setup.torch if semantics == "torch" else setup.mindspore
-    accepted = _parameters(function)
-    return function(x, weight, bias, **{k: v for k, v in kwargs.items() if k in accepted and k not in ("weight", "bias")})
-
-
-def _groups(setup: ConvSetup) -> int:
-    return int(setup.torch.get("groups", setup.mindspore.get("group", 1)))
-
-
-def _input_lengths(setup: ConvSetup, kernel: int) -> list[int]:
-    """Lengths long enough for the kernel and any padding: two (odd and even) for a described
-    layer, whose padding may depend on the length; one for a plain stride-1 unpadded conv, where
-    every output reads every weight the same way at any length."""
-    dilation = int(setup.torch.get("dilation", 1))
-    stride = int(setup.torch.get("stride", 1))
-    span = (kernel - 1) * dilation + 1
-    pad = setup.pre_pad.left + setup.pre_pad.right if setup.pre_pad is not None else 0
-    first = max(span + 3, pad + 2, 8)
-    lengths = [first, first + stride + 2] if setup.described else [first]
-    if setup.length_multiple:
-        m = setup.length_multiple
-        lengths = [m * -(-n // m) for n in lengths]
-    return lengths
-
-
-def _target_output(setup: ConvSetup, semantics: str, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    if not setup.described:
-        return _run(semantics, setup, x, weight, bias)
-    from convmigrate.layers.verify import apply_post_crop, apply_pre_pad
-
-    return apply_post_crop(_run(semantics, setup, apply_pre_pad(x, setup.pre_pad), weight, bias), setup.post_crop, bias)
-
-
-def _float(entry: TensorEntry) -> np.ndarray:
-    array = entry.array()
-    if array.dtype == np.float32:
-        return array  # already float32: a read-only view of the file, no copy
-    return np.asarray(entry.dtype.to_float32(array), dtype=np.float32)
-
-
-Outcome = tuple[float, float, bool, str]  # max abs error, max relative error, passed, detail
-
-
-def original_side(
-    setup: ConvSetup,
-    source_framework: Framework,
-    original_weight: np.ndarray,
-    original_bias: np.ndarray | None,
-    rng: np.random.Generator,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The random inputs and the original layer's outputs for them (float64)."""
-    source_sem = _semantics(source_framework, original_weight)
-    groups = _groups(setup)
-    in_channels = original_weight.shape[0] if setup.kind == "ConvTranspose1d" else original_weight.shape[1] * groups
-    pairs = []
-    for length in _input_lengths(setup, original_weight.shape[-1]):
-        x = rng.standard_normal((BATCH, in_channels, length)).astype(np.float32)
-        pairs.append((x, np.asarray(_run(source_sem, setup, x, original_weight, original_bias), dtype=np.float64)))
-    return pairs
-
-
-def check_conv(
-    name: str,
-    setup: ConvSetup,
-    source_framework: Framework,
-    original_weight: np.ndarray,
-    converted_weight: np.ndarray,
-    original_bias: np.ndarray | None,
-    converted_bias: np.ndarray | None,
-    tolerance: tuple[float, float],
-    rng: np.random.Generator,
-    blocks: int = 1,
-    prepared: list[tuple[np.ndarray, np.ndarray]] | None = None,
-) -> list[Outcome]:
-    """Run both sides; one outcome per block of output channels.
-
-    `blocks` > 1 checks that many independent layers at once: their weights stacked along
-    the output axis and run as one conv with `groups=blocks` (see `_Verifier.small_convs`).
-    `prepared` holds (input, original output) pairs from `original_side` (then
-    `original_weight` and `original_bias` are not read again).
-    """
-    target_framework = Framework.MINDSPORE if source_framework is Framework.TORCH else Framework.TORCH
-    target_sem = _semantics(target_framework, converted_weight)
-    if prepared is None:
-        try:
-            prepared = original_side(setup, source_framework, original_weight, original_bias, rng)
-        except ValueError as exc:
-            return [(float("inf"), float("inf"), False, f"the original layer cannot run: {exc}")] * blocks
-    worst_abs, worst_rel = np.zeros(blocks), np.zeros(blocks)
-    details = [""] * blocks
-    rtol, atol = tolerance
-    for x, expected in prepared:
-        length = x.shape[-1]
-        try:
-            got = np.asarray(_target_output(setup, target_sem, x, converted_weight, converted_bias), dtype=np.float64)
-        except ValueError as exc:
-            return [(float("inf"), float("inf"), False, f"the converted layer cannot run: {exc}")] * blocks
-        if got.shape != expected.shape:
-            return [(float("inf"), float("inf"), False, f"output shape {got.shape} != original {expected.shape} (length {length})")] * blocks
-        by_block = (blocks, -1)  # (N, blocks*C_out, L) -> each block's outputs in one row
-        error = np.abs(got - expected).transpose(1, 0, 2).reshape(by_block).max(axis=1, initial=0.0)
-        scale = np.abs(expected).transpose(1, 0, 2).reshape(by_block).max(axis=1, initial=0.0)
-        worst_abs = np.maximum(worst_abs, error)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            relative = np.where(scale > 0, error / np.where(scale > 0, scale, 1), np.where(error == 0, 0.0, np.inf))
-        worst_rel = np.maximum(worst_rel, relative)
-        for block in np.flatnonzero(~np.isfinite(error) | (error > atol + rtol * scale)):
-            if not details[block]:
-                details[block] = f"outputs differ by {error[block]:.3g} (scale {scale[block]:.3g}) at length {length}"
-    return [(float(worst_abs[i]), float(worst_rel[i]), not details[i], details[i]) for i in range(blocks)]
-
-
-# -- pairing tensors by the plan ----------------------------------------------------------------
-def _same_bytes(a: TensorEntry, b: TensorEntry) -> bool:
-    """Byte-for-byte equality, walking both chunk streams without copying either."""
-    if a.nbytes != b.nbytes or a.dtype != b.dtype:
-        return False
-    chunks_b = b.chunks()
-    piece_b = memoryview(b"")
-    for piece_a in a.chunks():
-        while len(piece_a):
-            if not len(piece_b):
-                piece_b = next(chunks_b, None)
-                if piece_b is None:
-                    return False
-                continue
-            n = min(len(piece_a), len(piece_b))
-            if not np.array_equal(np.frombuffer(piece_a[:n], np.uint8), np.frombuffer(piece_b[:n], np.uint8)):
-                return False
-            piece_a, piece_b = piece_a[n:], piece_b[n:]
-    return not len(piece_b) and next(chunks_b, None) is None
-
-
-def _check_tensor(step: Step, original: Mapping[str, Entry], converted: Mapping[str, Entry]) -> TensorCheck:
-    target = str(step.target)
-    got = converted.get(target)
-    if got is None:
-        return TensorCheck(", ".join(step.sources), target, False, "missing from the converted checkpoint")
-    if step.op is Op.CREATE:
-        ok = isinstance(got, TensorEntry) and not np.any(got.array())
-        return TensorCheck("", target, ok, "" if ok else "a created parameter must be zero")
-    source = original[step.sources[0]]
-    if isinstance(source, ValueEntry) or isinstance(got, ValueEntry):
-        ok = isinstance(source, ValueEntry) and isinstance(got, ValueEntry) and source.value == got.value
-        return TensorCheck(source.name, target, ok, "" if ok else "value differs")
-    if list(got.shape) != list(step.target_shape or source.shape):
-        return TensorCheck(source.name, target, False, f"shape {got.shape}, planned {tuple(step.target_shape or ())}")
-    ok = _same_bytes(source, got)
-    return TensorCheck(source.name, target, ok, "" if ok else f"bytes differ ({source.dtype.name} -> {got.dtype.name})")
 
 
 def _is_conv_weight(step: Step) -> bool:
@@ -402,9 +133,9 @@ class _Verifier:
             bias_step = self.targets.get(_bias_name(step))
             bias = None
             if bias_step is not None and bias_step.sources:
-                bias = _float(self.by_original[bias_step.sources[0]])  # type: ignore[arg-type]
+                bias = as_float32(self.by_original[bias_step.sources[0]])  # type: ignore[arg-type]
             weight = _original_weight(step, self.by_original)
-            setup = self.layers.get(_layer_of(step)) or _plain_setup(weight.shape, bias.shape if bias is not None else None)
+            setup = self.layers.get(_layer_of(step)) or plain_setup(weight.shape, bias.shape if bias is not None else None)
             try:
                 pairs = original_side(setup, self.source_framework, weight, bias, self.rng(index))
             except ValueError:
@@ -457,7 +188,7 @@ class _Verifier:
         if not _is_conv_weight(step):
             if step.op is Op.FOLD_WEIGHT_NORM:
                 return None
-            return _check_tensor(step, self.by_original, self.by_converted)
+            return check_tensor(step, self.by_original, self.by_converted)
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
             return pair
@@ -482,9 +213,9 @@ class _Verifier:
         bias_step = self.bias_step(step)
         biases: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         if bias_step is not None:
-            biases = (_float(self.by_original[bias_step.sources[0]]),  # type: ignore[arg-type]
-                      _float(self.by_converted[str(bias_step.target)]))  # type: ignore[arg-type]
-        setup = self.layers.get(layer) or _plain_setup(
+            biases = (as_float32(self.by_original[bias_step.sources[0]]),  # type: ignore[arg-type]
+                      as_float32(self.by_converted[str(bias_step.target)]))  # type: ignore[arg-type]
+        setup = self.layers.get(layer) or plain_setup(
             original_weight.shape, biases[0].shape if biases[0] is not None else None
         )
         check = LayerCheck(layer or "(root)", setup.kind, ", ".join(step.sources), str(step.target), 0.0, 0.0, False)
@@ -500,7 +231,7 @@ class _Verifier:
         entries = (got, *(self.by_original.get(name) for name in step.sources))
         if bias_step is not None:
             entries += (self.by_original.get(bias_step.sources[0]), self.by_converted.get(str(bias_step.target)))
-        return _ConvPair(check, setup, (original_weight, _float(got)), biases, tolerance, entries)
+        return _ConvPair(check, setup, (original_weight, as_float32(got)), biases, tolerance, entries)
 
     def stack_key(self, step: Step) -> tuple | None:
         """Small plain float32 Conv1d layers with equal shapes share a key: they run stacked."""
@@ -522,7 +253,7 @@ class _Verifier:
         if bias_step is not None:
             bias_shapes = tuple(getattr(self.by_original[n], "shape", None) for n in bias_step.sources)
             bias_shapes += (getattr(self.by_converted[str(bias_step.target)], "shape", None),)
-            if _plain_setup(source.shape, bias_shapes[0]) is not PLAIN:
+            if plain_setup(source.shape, bias_shapes[0]) is not PLAIN:
                 return None
         return source.shape, got.shape, bias_shapes
 
@@ -566,7 +297,7 @@ def _bias_name(step: Step) -> str:
 def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray:
     """The weight the original layer computes with: a weight-normalised one is g * v / ||v||."""
     if step.op is Op.FOLD_WEIGHT_NORM:
-        g, v = (_float(by_original[n]) for n in step.sources)  # type: ignore[arg-type]
+        g, v = (as_float32(by_original[n]) for n in step.sources)  # type: ignore[arg-type]
         # Independent of the planner's fold: the norm runs over every axis where g has size 1,
         # which is what torch's norm_except_dim means.
         axes = tuple(a for a in range(v.ndim) if g.ndim != v.ndim or g.shape[a] == 1)
@@ -574,21 +305,7 @@ def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray
         return (g.astype(np.float64) * v / norm).astype(np.float32)
     source = by_original[step.sources[0]]
     assert isinstance(source, TensorEntry)
-    return _float(source)
-
-
-def setups_from_layers(path: Any, direction: Direction) -> dict[str, ConvSetup]:
-    """Each conv of a layers JSON, translated for `direction`, keyed by its layer name."""
-    from convmigrate.layers import translate_source
-
-    target = Framework.MINDSPORE if direction is Direction.TORCH_TO_MS else Framework.TORCH
-    return {spec.name: setup_from_spec(spec) for spec in translate_source(str(path), to=target) if spec.kind.is_conv}
-
-
-def setup_from_spec(spec: Any) -> ConvSetup:
-    """A translated conv (layers.LayerSpec) as verification runs it."""
-    return ConvSetup(spec.kind.value, spec.torch, spec.mindspore, spec.pre_pad, spec.post_crop,
-                     spec.length_multiple, described=True)
+    return as_float32(source)
 
 
 def direction_between(original: Checkpoint, converted: Checkpoint) -> Direction:

@@ -1,0 +1,27 @@
+"""Proof that a converted checkpoint computes what the original did.
+
+Every Conv1d / ConvTranspose1d weight of the original is paired with its converted counterpart
+by the migration plan. Deterministic random inputs run through the original under its own
+framework's semantics and through the converted weight under the other framework's semantics,
+both with the bundled NumPy convolution (never torch's or MindSpore's kernels). Every other
+tensor must be bit-identical (a created one must be zero).
+
+Without layer hyperparameters the convs run as plain stride-1, unpadded convs (PyTorch
+`padding=0` is MindSpore `pad_mode="valid"`): that checks every weight value lands where the
+other framework reads it. With a layers JSON each conv runs with its real stride, padding,
+dilation and groups, and the target side with the translated constructor, pre-pad and crop.
+
+Modules: `conv` (one conv under both semantics), `tensors` (bit-identical tensors), `results`,
+`runner` (a whole plan: threads, stacks of small convs, the background half of a migration).
+"""
+
+from convmigrate.verify.conv import (
+    DEFAULT_TOLERANCE, ConvSetup, check_conv, original_side, setup_from_spec, setups_from_layers,
+)
+from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
+from convmigrate.verify.runner import BackgroundVerification, direction_between, verify_migration
+
+__all__ = [
+    "DEFAULT_TOLERANCE", "BackgroundVerification", "ConvSetup", "LayerCheck", "TensorCheck", "Verification",
+    "check_conv", "direction_between", "original_side", "setup_from_spec", "setups_from_layers", "verify_migration",
+]
