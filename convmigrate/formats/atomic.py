@@ -33,6 +33,11 @@ def check_output_path(output: Path, inputs: Sequence[Path], force: bool) -> None
         raise OutputExistsError(f"{output}: already exists; pass --force to replace it")
 
 
+def _fdatasync(fd: int) -> None:
+    """fdatasync, or fsync where there is none (macOS): the same, and a little more."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
 class _Writeback:
     """Pushes the file to disk on a background thread while it is still being written.
 
@@ -60,7 +65,7 @@ class _Writeback:
         try:
             if not self.finishing.wait(self.FIRST_SYNC_AFTER_S):
                 while not self.finishing.is_set():
-                    os.fdatasync(self.fd)
+                    _fdatasync(self.fd)
                     self.finishing.wait(self.INTERVAL_S)
             if not self.abandoned:
                 os.fsync(self.fd)

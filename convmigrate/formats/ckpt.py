@@ -37,7 +37,6 @@ Measured on MindSpore 2.10 (tests/test_ckpt_format.py re-checks each point):
 from __future__ import annotations
 
 import math
-import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -116,7 +115,7 @@ class _FileBytes:
     BLOCK = 4096
 
     def __init__(self, mapped: MappedFile) -> None:
-        self.fd, self.size = mapped.fd, mapped.size
+        self.file, self.size = mapped, mapped.size
         self.start, self.block = 0, b""
 
     def __len__(self) -> int:
@@ -127,9 +126,9 @@ class _FileBytes:
             start, stop, _ = key.indices(self.size)
             if self.start <= start and stop <= self.start + len(self.block):
                 return self.block[start - self.start : stop - self.start]
-            return os.pread(self.fd, max(0, stop - start), start)
+            return self.file.read_at(start, max(0, stop - start))
         if not self.start <= key < self.start + len(self.block):
-            self.start, self.block = key, os.pread(self.fd, self.BLOCK, key)
+            self.start, self.block = key, self.file.read_at(key, self.BLOCK)
         return self.block[key - self.start]
 
 

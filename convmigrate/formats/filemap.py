@@ -44,6 +44,15 @@ class MappedFile:
             return None
         return self.fd, start
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Bytes [offset, offset + size) read with pread: unlike the map, nothing stays resident."""
+        if self.closed:
+            raise ValueError("the checkpoint was closed")
+        if hasattr(os, "pread"):
+            return os.pread(self.fd, size, offset)
+        assert self.data is not None  # Windows has no pread: read through the map instead
+        return bytes(self.data[offset : offset + size])
+
     def closer(self, view: memoryview | None = None) -> Callable[[], None]:
         """Closes the file, and the map unless a caller still holds a slice of it (or of `view`)."""
 

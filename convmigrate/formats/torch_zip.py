@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
 import pickle
 import struct
 import zipfile
@@ -125,7 +124,7 @@ def zip_records(file: MappedFile, infos: list[zipfile.ZipInfo]) -> dict[str, tup
         at = info.header_offset
         if info.compress_type != zipfile.ZIP_STORED or at + _LOCAL_HEADER_SIZE > file.size or file.closed:
             continue
-        header = os.pread(file.fd, _LOCAL_HEADER_SIZE, at)
+        header = file.read_at(at, _LOCAL_HEADER_SIZE)
         if len(header) < _LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
             continue
         name_length, extra_length = struct.unpack_from("<HH", header, 26)
