@@ -1,8 +1,9 @@
-"""Tensor bytes copied by the kernel (os.copy_file_range), its fallbacks, and durable outputs.
+"""Tensor bytes copied file to file (os.copy_file_range, or pread + write through a bounce
+buffer), the fallbacks, and durable outputs.
 
-The migrations below move multi-MiB tensors, so the kernel-copy path is the one taken; the
-frameworks then read the results. Counting the real os.copy_file_range calls shows which path
-ran; forcing it to fail shows the plain writes give the same bytes.
+The migrations below move multi-MiB tensors, so the file-to-file paths are the ones taken; the
+frameworks then read the results. Counting the bytes through the real calls shows which path
+ran; forcing them to fail shows the plain writes give the same bytes.
 """
 
 from __future__ import annotations
@@ -41,25 +42,40 @@ def big_state() -> dict[str, torch.Tensor]:
     return state
 
 
+REAL_PREADV = os.preadv
+
+
 @pytest.fixture
-def copy_calls(monkeypatch):
-    """Counts the real os.copy_file_range calls made while the test runs."""
-    calls = []
+def copies(monkeypatch):
+    """Bytes moved file to file while the test runs: by the kernel, and through the bounce buffer."""
+    moved = {"kernel": 0, "bounce": 0}
 
-    def counting(*args):
-        calls.append(args[2])
-        return REAL_COPY(*args)
+    def kernel(*args):
+        count = REAL_COPY(*args)
+        moved["kernel"] += count
+        return count
 
-    monkeypatch.setattr(os, "copy_file_range", counting)
-    return calls
+    def bounce(*args):
+        count = REAL_PREADV(*args)
+        moved["bounce"] += count
+        return count
+
+    monkeypatch.setattr(os, "copy_file_range", kernel)
+    monkeypatch.setattr(os, "preadv", bounce)
+    return moved
 
 
-def test_torch2ms_copies_in_the_kernel_and_mindspore_reads_the_result(ms, cli, tmp_path, copy_calls):
+def big_bytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.nbytes for t in state.values() if t.nbytes >= KERNEL_COPY_MIN_BYTES)
+
+
+def test_torch2ms_copies_file_to_file_and_mindspore_reads_the_result(ms, cli, tmp_path, copies):
     state = big_state()
     torch.save(state, tmp_path / "model.pt")
     result = cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / "model.ckpt", "--crc", "--quiet")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert sum(copy_calls) >= sum(t.nbytes for t in state.values() if t.nbytes >= KERNEL_COPY_MIN_BYTES)
+    # A .ckpt puts contents at offsets unrelated to the .pt's: the bounce buffer carries them.
+    assert copies["bounce"] + copies["kernel"] >= big_bytes(state) and copies["bounce"] > 0
     loaded = ms.load_checkpoint(str(tmp_path / "model.ckpt"), crc_check=True)  # the CRC ran on a thread
     for index in range(3):
         weight = state[f"convs.{index}.weight"].numpy()
@@ -67,14 +83,24 @@ def test_torch2ms_copies_in_the_kernel_and_mindspore_reads_the_result(ms, cli, t
     np.testing.assert_array_equal(loaded["proj.weight"].asnumpy(), state["proj.weight"].numpy())
 
 
-def test_ms2torch_writes_zip_records_with_correct_crcs(cli, tmp_path, copy_calls):
+def test_same_offsets_within_a_page_are_copied_by_the_kernel(cli, tmp_path, copies):
+    """A .pt rewritten as a .pt keeps every record where it was: copy_file_range serves it."""
+    state = big_state()
+    torch.save(state, tmp_path / "model.pt")
+    assert cli("convert", tmp_path / "model.pt", "-o", tmp_path / "copy.pt", "--quiet").exit_code == 0
+    assert copies["kernel"] >= big_bytes(state) and copies["bounce"] == 0
+    back = torch.load(tmp_path / "copy.pt", weights_only=True)
+    assert all(torch.equal(back[name], tensor) for name, tensor in state.items())
+
+
+def test_ms2torch_writes_zip_records_with_correct_crcs(cli, tmp_path, copies):
     state = big_state()
     torch.save(state, tmp_path / "model.pt")
     assert cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / "model.ckpt", "--quiet").exit_code == 0
-    copy_calls.clear()
+    copies.update(kernel=0, bounce=0)
     result = cli("ms2torch", tmp_path / "model.ckpt", "-o", tmp_path / "back.pt", "--quiet")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert copy_calls, "the .pt writer should copy big records in the kernel"
+    assert copies["bounce"] + copies["kernel"] >= big_bytes(state)
     with zipfile.ZipFile(tmp_path / "back.pt") as archive:
         assert archive.testzip() is None  # every record's CRC-32 matches its bytes
     back = torch.load(tmp_path / "back.pt", weights_only=True)
@@ -82,52 +108,64 @@ def test_ms2torch_writes_zip_records_with_correct_crcs(cli, tmp_path, copy_calls
         assert torch.equal(back[name], tensor), name
 
 
+def refuse(errno_value: int):
+    """A stand-in that refuses as a kernel or filesystem without the call would, and counts."""
+    attempts = []
+
+    def refusing(*args):
+        attempts.append(args)
+        raise OSError(errno_value, os.strerror(errno_value))
+
+    return refusing, attempts
+
+
 @pytest.mark.parametrize("fmt", [Format.CKPT, Format.SAFETENSORS, Format.TORCH])
-def test_refused_kernel_copy_falls_back_to_writes_with_the_same_bytes(tmp_path, monkeypatch, fmt):
+def test_refused_file_copies_fall_back_to_writes_with_the_same_bytes(tmp_path, monkeypatch, fmt):
     torch.save(big_state(), tmp_path / "model.pt")
     with open_checkpoint(tmp_path / "model.pt") as checkpoint:
         write_checkpoint(tmp_path / "copied.bin", checkpoint.entries, fmt)
-        attempts = []
-
-        def cross_device(*args):
-            attempts.append(args)
-            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
-
+        cross_device, kernel_attempts = refuse(errno.EXDEV)
+        unsupported, bounce_attempts = refuse(errno.EINVAL)
         monkeypatch.setattr(os, "copy_file_range", cross_device)
+        monkeypatch.setattr(os, "preadv", unsupported)
         write_checkpoint(tmp_path / "written.bin", checkpoint.entries, fmt)
-    assert len(attempts) == 1  # refused once: plain writes for the rest of the file
+    assert len(kernel_attempts) + len(bounce_attempts) == 1  # refused once: plain writes from then on
     assert (tmp_path / "copied.bin").read_bytes() == (tmp_path / "written.bin").read_bytes()
 
 
-def test_a_copy_refused_half_way_is_finished_by_writes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt, call", [(Format.TORCH, "copy_file_range"), (Format.CKPT, "preadv")])
+def test_a_copy_refused_half_way_is_finished_by_writes(tmp_path, monkeypatch, fmt, call):
     torch.save(big_state(), tmp_path / "model.pt")
+    real = getattr(os, call)
     with open_checkpoint(tmp_path / "model.pt") as checkpoint:
-        write_checkpoint(tmp_path / "copied.ckpt", checkpoint.entries, Format.CKPT)
+        write_checkpoint(tmp_path / "copied.bin", checkpoint.entries, fmt)
         state = {"calls": 0}
 
-        def half_then_refuse(source, target, count, offset):
+        def once_then_refuse(*args):
             state["calls"] += 1
             if state["calls"] == 1:
-                return REAL_COPY(source, target, count // 2, offset)
+                return real(*args)
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
-        monkeypatch.setattr(os, "copy_file_range", half_then_refuse)
-        write_checkpoint(tmp_path / "mixed.ckpt", checkpoint.entries, Format.CKPT)
-    assert (tmp_path / "copied.ckpt").read_bytes() == (tmp_path / "mixed.ckpt").read_bytes()
+        monkeypatch.setattr(os, call, once_then_refuse)
+        write_checkpoint(tmp_path / "mixed.bin", checkpoint.entries, fmt)
+    assert state["calls"] == 2
+    assert (tmp_path / "copied.bin").read_bytes() == (tmp_path / "mixed.bin").read_bytes()
 
 
-def test_a_disk_error_during_a_kernel_copy_is_a_write_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt, call", [(Format.TORCH, "copy_file_range"), (Format.CKPT, "write")])
+def test_a_disk_error_during_a_file_copy_is_a_write_error(tmp_path, monkeypatch, fmt, call):
     torch.save(big_state(), tmp_path / "model.pt")
-    (tmp_path / "out.ckpt").write_bytes(b"previous")
+    (tmp_path / "out.bin").write_bytes(b"previous")
 
     def disk_full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "copy_file_range", disk_full)
+    monkeypatch.setattr(os, call, disk_full)
     with open_checkpoint(tmp_path / "model.pt") as checkpoint, pytest.raises(WriteError, match="No space left"):
-        write_checkpoint(tmp_path / "out.ckpt", checkpoint.entries, Format.CKPT, force=True)
-    assert (tmp_path / "out.ckpt").read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "out.ckpt"]
+        write_checkpoint(tmp_path / "out.bin", checkpoint.entries, fmt, force=True)
+    assert (tmp_path / "out.bin").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "out.bin"]
 
 
 def test_streams_without_a_file_and_computed_tensors_are_written_with_their_crc(tmp_path):

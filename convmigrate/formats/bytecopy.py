@@ -1,19 +1,26 @@
-"""Tensor bytes from a reader's file into a writer's file, copied by the kernel where possible.
+"""Tensor bytes from a reader's file into a writer's file, without passing them through a map.
 
 A migration moves most bytes unchanged: a reshape is a new shape record over the same bytes.
-Writing a memory-mapped slice with write(2) faults every page of it into this process and
-copies it through user space; `os.copy_file_range` asks the kernel to copy file to file, as
-`cp` does, and no page enters the process. Readers tell where a chunk lies in its file
-(`TensorEntry.locate`); computed tensors, small chunks, streams that are not regular files,
-and kernels or filesystems that refuse the call take the plain write.
+Writing a memory-mapped slice with write(2) faults every page of it into this process first.
+Readers tell where a chunk lies in its file (`TensorEntry.locate`), and the bytes go file to
+file instead, the faster of two ways measured here for a 2 GiB copy:
 
-Writers that need a CRC-32 of the bytes (the zip records of a .pt, MindSpore's CRC tail) get it
-computed on a second thread from the map while the kernel copies: zlib releases the GIL.
+- `os.copy_file_range` (the kernel copies, as `cp` does: 0.68 s) when the source and target
+  offsets agree within a page; when they do not (a .ckpt puts each tensor's content right
+  after its protobuf header, anywhere in a page) the kernel took 1.56 s,
+- so then `pread` into one 4 MiB buffer and `write` from it (0.69 s; a 16 MiB buffer no longer
+  fits the cache: 1.4 s; write(2) straight from the map: 1.98 s).
+
+Computed tensors, small chunks, streams that are not regular files, and kernels or
+filesystems that refuse take the plain write. Writers that need a CRC-32 of the bytes (the zip
+records of a .pt, MindSpore's CRC tail) get it computed on a second thread from the map while
+the bytes are copied: zlib releases the GIL.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import zlib
@@ -26,6 +33,10 @@ from convmigrate.errors import WriteError
 # Chunks below this go through the stream's buffer: a kernel copy costs a flush and two
 # system calls, which a small tensor does not repay.
 KERNEL_COPY_MIN_BYTES = 1024 * 1024
+
+# The bounce buffer for copies whose offsets disagree within a page (see above).
+BOUNCE_BYTES = 4 * 1024 * 1024
+PAGE = mmap.PAGESIZE
 
 # errno values meaning "this kernel or filesystem pair cannot copy_file_range": write instead.
 _UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
@@ -63,6 +74,7 @@ class TensorBytesWriter:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.fd = _regular_file_fd(stream)
+        self.bounce: memoryview | None = None  # allocated on first use
 
     def write(self, chunk: memoryview, locate: Locate | None, crc: int | None = None) -> int | None:
         """Append `chunk`; with `crc`, return the CRC-32 continued over it (else None)."""
@@ -87,6 +99,8 @@ class TensorBytesWriter:
         self.stream.flush()
         copied = 0
         try:
+            if (os.lseek(self.fd, 0, os.SEEK_CUR) - offset) % PAGE or not hasattr(os, "preadv"):
+                copied = self._bounce_copy(source_fd, offset, length)
             while copied < length:
                 count = os.copy_file_range(source_fd, self.fd, length - copied, offset + copied)
                 if count == 0:
@@ -98,6 +112,22 @@ class TensorBytesWriter:
             self.fd = None  # the same answer would come for every chunk: plain writes from now on
         finally:
             self.stream.seek(0, os.SEEK_CUR)  # the buffered stream learns the descriptor's new position
+        return copied
+
+    def _bounce_copy(self, source_fd: int, offset: int, length: int) -> int:
+        """pread + write through one cache-sized buffer; all `length` bytes, or an error."""
+        assert self.fd is not None
+        if self.bounce is None:
+            self.bounce = memoryview(bytearray(BOUNCE_BYTES))
+        copied = 0
+        while copied < length:
+            count = os.preadv(source_fd, [self.bounce[: min(BOUNCE_BYTES, length - copied)]], offset + copied)
+            if count == 0:
+                raise WriteError(f"the input file changed while it was read: it ended {length - copied} bytes early")
+            written = 0
+            while written < count:
+                written += os.write(self.fd, self.bounce[written:count])
+            copied += count
         return copied
 
 
