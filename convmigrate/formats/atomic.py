@@ -44,7 +44,7 @@ class _Writeback:
     Linux starts writing dirty pages back only past a share of memory (here 2.4 GB), so a
     multi-GB output would reach the disk only in the final fsync, after all the writing: the
     two times would add up. Calling fdatasync over and over while the writer runs overlaps
-    them (measured on a 2 GiB copy here: 2.1 s instead of 3.2 s to a durable file). `finish`
+    them (measured on a 2 GiB copy here: 2.1 s instead of 2.7-3.2 s to a durable file). `finish`
     asks the thread for the final fsync without waiting for it, `wait` joins it and raises an
     error of any call (Linux reports a write-back error only once), `abandon` stops it.
     """

@@ -9,7 +9,7 @@ file instead, the faster of two ways measured here for a 2 GiB copy:
   offsets agree within a page; when they do not (a .ckpt puts each tensor's content right
   after its protobuf header, anywhere in a page) the kernel took 1.56 s,
 - so then `pread` into one 4 MiB buffer and `write` from it (0.69 s; a 16 MiB buffer no longer
-  fits the cache: 1.4 s; write(2) straight from the map: 1.98 s).
+  fits the cache: 1.4-1.6 s; write(2) straight from the map: 1.98 s).
 
 Computed tensors, small chunks, streams that are not regular files, and kernels or
 filesystems that refuse take the plain write. Writers that need a CRC-32 of the bytes (the zip
@@ -86,14 +86,14 @@ class TensorBytesWriter:
             return None if crc is None else zlib.crc32(chunk, crc)
         checksum = _crc_worker().submit(zlib.crc32, chunk, crc) if crc is not None else None
         try:
-            copied = self._kernel_copy(*place, len(chunk))
+            copied = self._file_copy(*place, len(chunk))
             if copied < len(chunk):
                 self.stream.write(chunk[copied:])
         finally:
             result = checksum.result() if checksum is not None else None
         return result
 
-    def _kernel_copy(self, source_fd: int, offset: int, length: int) -> int:
+    def _file_copy(self, source_fd: int, offset: int, length: int) -> int:
         """Copy file bytes [offset, offset + length) to the end of the stream; how many were."""
         assert self.fd is not None
         self.stream.flush()

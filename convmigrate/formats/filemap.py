@@ -33,11 +33,11 @@ class MappedFile:
     size: int
     fd: int  # -1 for an empty file
     base: int = 0
-    closed: bool = False
+    closed: bool = False  # the checkpoint was closed: no slice, descriptor or read any more
 
     def locate(self, view: memoryview) -> tuple[int, int] | None:
         """(fd, offset) of a slice of this map; None once closed or for a buffer not ours."""
-        if self.closed or not len(view):
+        if self.closed or self.fd < 0 or not len(view):
             return None
         start = address(view) - self.base
         if not 0 <= start <= self.size - len(view):
@@ -86,7 +86,7 @@ def map_file(path: Path) -> MappedFile:
         size = status.st_size
         if not size:
             os.close(fd)
-            return MappedFile(None, 0, -1, closed=True)
+            return MappedFile(None, 0, -1)
         data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         os.close(fd)

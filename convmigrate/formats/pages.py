@@ -81,7 +81,7 @@ class PageReleaser:
 
     def _flush(self) -> None:
         # The kernel maps up to FAULT_AROUND bytes around each faulting page: give back that
-        # margin too, or the neighbours of every released range stay resident (+70 MiB over the
+        # margin too, or the neighbours of every released range stay resident (+60 MiB over the
         # 4 000 tensors of a 2 GB verification). A neighbour still in use simply faults again.
         start = max(0, self.start - self.start % PAGE - FAULT_AROUND)
         stop = min(self.size, self.stop + -self.stop % PAGE + FAULT_AROUND)

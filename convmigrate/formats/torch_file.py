@@ -151,7 +151,6 @@ class _MappedFile:
         self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
         self.records = self._record_sizes(path)
         self.releaser = PageReleaser.for_map(self.mapped)
-        self.closed = False
 
     def _record_sizes(self, path: Path) -> dict[int, int]:
         """Data offset -> stored size of every record, from the central directory and local headers."""
@@ -163,11 +162,10 @@ class _MappedFile:
         return dict(zip_records(self.file, infos).values())
 
     def close(self) -> None:
-        self.closed = True
         self.file.closer(self.view)()
 
     def _open_view(self, name: str) -> memoryview:
-        if self.closed:
+        if self.file.closed:
             raise ValueError(f"{name}: the checkpoint was closed")
         return self.view
 

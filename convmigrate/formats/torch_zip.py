@@ -230,10 +230,9 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped_file: Mapp
     """(source_for(name, tensor), close) over one read-only map of the file."""
     mapped = mapped_file.data
     view = memoryview(mapped) if mapped is not None else memoryview(b"")
-    closed = [False]
 
     def open_view(name: str) -> memoryview:
-        if closed[0]:
+        if mapped_file.closed:
             raise ValueError(f"{name}: the checkpoint was closed")
         return view
 
@@ -252,11 +251,7 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped_file: Mapp
         start = record[0] + first
         return lambda: (open_view(name)[start : start + nbytes],)
 
-    def close() -> None:
-        closed[0] = True
-        mapped_file.closer(view)()
-
-    return source_for, close
+    return source_for, mapped_file.closer(view)
 
 
 def read_torch_zip(path: Path) -> Checkpoint | None:

@@ -144,7 +144,6 @@ def original_side(
 
 
 def check_conv(
-    name: str,
     setup: ConvSetup,
     source_framework: Framework,
     original_weight: np.ndarray,

@@ -192,10 +192,10 @@ class _Verifier:
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
             return pair
-        with_bias, prepared = self.prepared.get(index, (None, None))
-        if with_bias is not (pair.biases[0] is not None):
-            prepared = None  # prepared for another bias than the converted file has: redo
-        outcome = check_conv(pair.check.name, pair.setup, self.source_framework, *pair.weights, *pair.biases,
+        with_bias, prepared = self.prepared.get(index, (False, None))
+        if with_bias != (pair.biases[0] is not None):
+            prepared = None  # prepared with a bias the converted file lacks (or without one it has): redo
+        outcome = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
                              pair.tolerance, self.rng(index), prepared=prepared)
         pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome[0]
         pair.release()
@@ -272,7 +272,7 @@ class _Verifier:
             for side in (0, 1)
         ]
         tolerance = pairs[0].tolerance  # type: ignore[union-attr]
-        outcomes = check_conv("stack", setup, self.source_framework, *weights, *biases, tolerance,
+        outcomes = check_conv(setup, self.source_framework, *weights, *biases, tolerance,
                               self.rng(stack[0][0]), blocks=count)
         if not all(passed for _, _, passed, _ in outcomes):
             # A failure is reported exactly as a lone check of that layer would report it.
