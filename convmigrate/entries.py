@@ -177,6 +177,10 @@ class Checkpoint:
     def tensors(self) -> list[TensorEntry]:
         return [e for e in self.entries if isinstance(e, TensorEntry)]
 
+    def add_closer(self, close: Callable[[], None]) -> None:
+        """Run `close` when the checkpoint is closed (last added, first run): maps, files."""
+        self._closers.append(close)
+
     def close(self) -> None:
         while self._closers:
             self._closers.pop()()

@@ -20,6 +20,17 @@ class UsageError(ConvmigrateError):
     """The command was asked for something it cannot do (bad option, bad output path...)."""
 
 
+class MissingExtraError(UsageError):
+    """A feature needs an optional dependency that is not installed (exit 2).
+
+    Example: MissingExtraError("torch", "--trust-pickle") says `pip install 'convmigrate[torch]'`.
+    """
+
+    def __init__(self, extra: str, feature: str) -> None:
+        self.extra, self.feature = extra, feature
+        super().__init__(f"{feature} needs {extra}, which is not installed: pip install 'convmigrate[{extra}]'")
+
+
 class UnreadableCheckpointError(ConvmigrateError):
     """A file is not a checkpoint we can read, or it is damaged."""
 

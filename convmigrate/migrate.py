@@ -18,7 +18,7 @@ import numpy as np
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UsageError
-from convmigrate.formats import open_checkpoint, write_checkpoint
+from convmigrate.formats import default_output, format_for_output, open_checkpoint, write_checkpoint
 from convmigrate.formats.atomic import check_output_path
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
 from convmigrate.rules.user import load_rules
@@ -29,22 +29,12 @@ from convmigrate.verify import (
 )
 from convmigrate.vocab import Format, Framework, Layout
 
-# --format values each direction accepts, and the Format each one writes.
-OUTPUT_FORMATS: dict[Direction, dict[str, Format]] = {
-    Direction.TORCH_TO_MS: {"ckpt": Format.CKPT, "safetensors": Format.MS_SAFETENSORS},
-    Direction.MS_TO_TORCH: {"pt": Format.TORCH, "safetensors": Format.SAFETENSORS},
-}
-DEFAULT_FORMAT = {Direction.TORCH_TO_MS: "ckpt", Direction.MS_TO_TORCH: "pt"}
-# Suffixes stripped from an input name to make the default output name.
-_INPUT_SUFFIXES = (".safetensors.index.json", ".safetensors", ".ckpt", ".pth", ".pt", ".bin")
-
-
 @dataclass
 class MigrationRequest:
     input: Path
     direction: Direction
     output: Path | None = None
-    output_format: str | None = None
+    output_format: str | None = None  # None: from the output's extension, else the target's default
     layout: Layout = Layout.NN
     reference: Path | None = None
     rules: Path | None = None
@@ -78,25 +68,6 @@ class MigrationResult:
     tensor_bytes: int = 0
     verification: Verification | None = None
     layers_json: Path | None = None  # written beside the output with --model
-
-
-def resolve_output_format(direction: Direction, requested: str | None) -> Format:
-    choices = OUTPUT_FORMATS[direction]
-    key = requested or DEFAULT_FORMAT[direction]
-    if key not in choices:
-        raise UsageError(f"{direction.value} writes --format {' or '.join(choices)}, not {key!r}")
-    return choices[key]
-
-
-def default_output(input_path: Path, fmt: Format, direction: Direction) -> Path:
-    """Beside the input, with the target format's extension: model.pt -> model.ckpt."""
-    name = input_path.name
-    stem = next((name[: -len(s)] for s in _INPUT_SUFFIXES if name.endswith(s)), input_path.stem)
-    candidate = input_path.with_name(stem + fmt.extension)
-    if candidate.exists() and candidate.resolve() == input_path.resolve():
-        tag = "ms" if direction is Direction.TORCH_TO_MS else "torch"
-        candidate = input_path.with_name(f"{stem}.{tag}{fmt.extension}")
-    return candidate
 
 
 def source_infos(checkpoint: Checkpoint) -> list[SourceInfo]:
@@ -201,7 +172,9 @@ def _no_progress(_total: int) -> ContextManager[Callable[[int], None]]:
 
 def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_progress) -> MigrationResult:
     """Plan and (unless the plan fails or it is a dry run) write the migrated checkpoint."""
-    output_format = resolve_output_format(request.direction, request.output_format)
+    if request.output is not None:  # before anything else: "the output is the input" is the first thing to hear
+        check_output_path(request.output, [request.input], request.force)
+    output_format = format_for_output(request.output, request.output_format, request.direction.source.other)
     user_rules = load_rules(request.rules)
     from_model = None
     if request.model is not None:
@@ -226,13 +199,14 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         strict=request.strict,
     )
     with open_checkpoint(request.input, trust_pickle=request.trust_pickle) as checkpoint:
-        output = request.output or default_output(request.input, output_format, request.direction)
+        output = request.output or default_output(request.input, output_format)
         plan = build_plan(source_infos(checkpoint), options)
         result = MigrationResult(request, checkpoint.format, output_format, output, plan, written=False,
                                  notes=list(checkpoint.notes) + (from_model.notes() if from_model else []))
         if request.dry_run or plan.failures():
             return result
-        check_output_path(output, [request.input], request.force)
+        if request.output is None:
+            check_output_path(output, [request.input], request.force)
         layers = setups_from_layers(request.layers, request.direction) if request.layers and request.verify else None
         if from_model is not None:
             layers = {**from_model.conv_setups(), **(layers or {})}

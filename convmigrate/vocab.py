@@ -93,36 +93,90 @@ def dtype_named(name: str) -> DType:
     return DTYPES[key]
 
 
-class Format(str, enum.Enum):
-    """A checkpoint file format. The value is what `--format` and `inspect --json` say."""
-
-    TORCH = "pt"  # torch.save: zip (PyTorch >= 1.6) or legacy pickle
-    SAFETENSORS = "safetensors"  # plain safetensors (single file or a sharded index)
-    CKPT = "ckpt"  # MindSpore protobuf checkpoint (mindspore.save_checkpoint)
-    MS_SAFETENSORS = "ms-safetensors"  # safetensors with metadata {"format": "ms"}
-
-    @property
-    def extension(self) -> str:
-        return {"pt": ".pt", "safetensors": ".safetensors", "ckpt": ".ckpt", "ms-safetensors": ".safetensors"}[
-            self.value
-        ]
-
-
-# The output extension decides the format when --format is not given.
-FORMAT_BY_EXTENSION: dict[str, Format] = {
-    ".pt": Format.TORCH,
-    ".pth": Format.TORCH,
-    ".bin": Format.TORCH,
-    ".safetensors": Format.SAFETENSORS,
-    ".ckpt": Format.CKPT,
-}
-
-
 class Framework(str, enum.Enum):
     """Whose layout and parameter names a checkpoint follows."""
 
     TORCH = "torch"
     MINDSPORE = "mindspore"
+
+    @property
+    def other(self) -> Framework:
+        return Framework.MINDSPORE if self is Framework.TORCH else Framework.TORCH
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """Everything the rest of the tool needs to know of one file format.
+
+    `reader` / `writer` / `sniffer` are "module:function" names, imported on first use (so that
+    reading a .ckpt never imports what a .pt needs). A sniffer takes (path, first 64 bytes) and
+    says whether the file is this format; detection asks them in the order of `Format`.
+    `extensions` judge an output path's format (the first one names new files).
+    """
+
+    framework: Framework
+    extensions: tuple[str, ...]
+    reader: str | None
+    writer: str | None
+    sniffer: str | None
+    crc: bool = False  # the writer can append MindSpore's CRC-32 tail
+    label: str = ""
+
+
+class Format(str, enum.Enum):
+    """A checkpoint file format. The value is what `--format` and `inspect --json` say.
+
+    The members' order is the order detection asks their sniffers (safetensors first: a
+    safetensors header length of 128 + 256k starts with the pickle protocol byte).
+    """
+
+    SAFETENSORS = "safetensors"  # plain safetensors (single file or a sharded index)
+    MS_SAFETENSORS = "ms-safetensors"  # safetensors with metadata {"format": "ms"}
+    TORCH = "pt"  # torch.save: zip (PyTorch >= 1.6) or legacy pickle
+    CKPT = "ckpt"  # MindSpore protobuf checkpoint (mindspore.save_checkpoint)
+
+    @property
+    def spec(self) -> FormatSpec:
+        return FORMATS[self]
+
+    @property
+    def framework(self) -> Framework:
+        return self.spec.framework
+
+    @property
+    def extension(self) -> str:
+        """The extension of a new file in this format."""
+        return self.spec.extensions[0]
+
+    @property
+    def writable(self) -> bool:
+        return self.spec.writer is not None
+
+
+_ST = "convmigrate.formats.safetensors_file"
+# One row per format: adding a format is a row here and its own module in formats/.
+FORMATS: dict[Format, FormatSpec] = {
+    Format.SAFETENSORS: FormatSpec(
+        Framework.TORCH, (".safetensors",), f"{_ST}:read_safetensors", f"{_ST}:write_safetensors",
+        f"{_ST}:sniff", label="safetensors",
+    ),
+    # Detected as SAFETENSORS; the reader tells MindSpore's flavour by its metadata.
+    Format.MS_SAFETENSORS: FormatSpec(
+        Framework.MINDSPORE, (".safetensors",), f"{_ST}:read_safetensors", f"{_ST}:write_ms_safetensors",
+        None, label="MindSpore safetensors",
+    ),
+    Format.TORCH: FormatSpec(
+        Framework.TORCH, (".pt", ".pth", ".bin"), "convmigrate.formats.torch_zip:read_torch",
+        "convmigrate.formats.torch_write:write_torch", "convmigrate.formats.torch_zip:sniff", label="torch.save",
+    ),
+    Format.CKPT: FormatSpec(
+        Framework.MINDSPORE, (".ckpt",), "convmigrate.formats.ckpt:read_ckpt", "convmigrate.formats.ckpt:write_ckpt",
+        "convmigrate.formats.ckpt:sniff", crc=True, label="MindSpore .ckpt",
+    ),
+}
+
+# What a migration writes into a framework when neither --format nor the output's extension says.
+DEFAULT_FORMAT: dict[Framework, Format] = {Framework.TORCH: Format.TORCH, Framework.MINDSPORE: Format.CKPT}
 
 
 class Layout(str, enum.Enum):

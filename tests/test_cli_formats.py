@@ -108,8 +108,8 @@ def test_existing_output_needs_force_and_input_is_never_overwritten(cli, tmp_pat
 
 def test_format_is_judged_by_content_not_extension(cli, tmp_path):
     torch.save(state_dict(), tmp_path / "m.pt")
-    assert cli("convert", tmp_path / "m.pt", "-o", tmp_path / "weights.bin", "--format", "ckpt").exit_code == 0
-    assert json.loads(cli("inspect", tmp_path / "weights.bin", "--json").stdout)["format"] == "ckpt"
+    assert cli("convert", tmp_path / "m.pt", "-o", tmp_path / "weights.dat", "--format", "ckpt").exit_code == 0
+    assert json.loads(cli("inspect", tmp_path / "weights.dat", "--json").stdout)["format"] == "ckpt"
 
 
 def test_unknown_output_extension_asks_for_format(cli, tmp_path):

@@ -430,10 +430,10 @@ def test_whole_pickled_module_works_with_trust_pickle(tmp_path: Path) -> None:
     [
         ["convert", "{pt}", "-o", "{pt}", "--format", "pt"],
         ["convert", "{pt}", "-o", "{pt}", "--format", "pt", "--force"],
-        ["convert", "{pt}", "-o", "{dotted}", "--format", "ckpt", "--force"],
+        ["convert", "{pt}", "-o", "{dotted}", "--format", "pt", "--force"],
         ["torch2ms", "{pt}", "-o", "{pt}", "--force"],
         ["torch2ms", "{pt}", "-o", "{link}", "--force", "--no-verify"],
-        ["ms2torch", "{ckpt}", "-o", "{ckpt}", "--format", "pt", "--force"],
+        ["ms2torch", "{ckpt}", "-o", "{ckpt}", "--force"],
     ],
     ids=["convert", "convert --force", "convert via ..", "torch2ms --force", "torch2ms via a symlink", "ms2torch --force"],
 )
@@ -480,7 +480,7 @@ def remount(where: Path, option: str) -> None:
 
 @contextlib.contextmanager
 def read_only_folder(tmp_path: Path) -> Iterator[Path]:
-    """A folder that refuses writes, holding one previous file `old.ckpt`.
+    """A folder that refuses writes, holding the previous files `old.ckpt` and `old.pt`.
 
     chmod stops non-root users only; as root (where these tests usually run) the folder is a
     tmpfs remounted read-only, on which even root gets EROFS.
@@ -489,6 +489,7 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         folder = tmp_path / "readonly"
         folder.mkdir()
         (folder / "old.ckpt").write_bytes(b"previous file")
+        (folder / "old.pt").write_bytes(b"previous file")
         folder.chmod(0o555)
         try:
             yield folder
@@ -497,6 +498,7 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         return
     with mounted_tmpfs(tmp_path / "readonly", "1m") as folder:
         (folder / "old.ckpt").write_bytes(b"previous file")
+        (folder / "old.pt").write_bytes(b"previous file")
         remount(folder, "ro")
         yield folder
 
@@ -506,13 +508,13 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
 def test_read_only_target(tmp_path: Path, command: str, existing: bool) -> None:
     source = good_pt(tmp_path / "model.pt") if command != "ms2torch" else written(tmp_path / "model.ckpt", good_ckpt_bytes())
     with read_only_folder(tmp_path) as folder:
-        output = folder / ("old.ckpt" if existing else "new.ckpt")
-        args = [command, source, "-o", output, "--force"] + (["--format", "pt"] if command == "ms2torch" else [])
+        output = folder / (("old" if existing else "new") + (".pt" if command == "ms2torch" else ".ckpt"))
+        args = [command, source, "-o", output, "--force"]
         before = snapshot(tmp_path)
         result = run_cli(*args)
         assert_one_line_error(result, output, rf"cannot create a file in {re.escape(str(folder))} \((Read-only file system|Permission denied)\)", command)
         assert snapshot(tmp_path) == before
-        assert sorted(p.name for p in folder.iterdir()) == ["old.ckpt"]
+        assert sorted(p.name for p in folder.iterdir()) == ["old.ckpt", "old.pt"]
 
 
 def big_pt(path: Path) -> Path:

@@ -139,7 +139,7 @@ def _names(names: list[str]) -> str:
 def torch2ms_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour).")] = "ckpt",
+    output_format: Annotated[Optional[str], typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour); default: from -o's extension, else ckpt.")] = None,
     layout: Annotated[Layout, typer.Option("--layout", help="nn: mindspore.nn layers; mint: mindspore.mint.nn (PyTorch names and shapes).")] = Layout.NN,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
@@ -171,7 +171,7 @@ def torch2ms_command(
 def ms2torch_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="pt | safetensors.")] = "pt",
+    output_format: Annotated[Optional[str], typer.Option("--format", "-f", help="pt | safetensors; default: from -o's extension, else pt.")] = None,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,

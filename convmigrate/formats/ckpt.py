@@ -47,7 +47,6 @@ import numpy as np
 
 from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, Locate, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
-from convmigrate.formats.detect import CRC_TAIL_MARK, _looks_like_ckpt
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.filemap import MappedFile, map_file
 from convmigrate.formats.pages import PageReleaser
@@ -61,7 +60,16 @@ VALUE = 1
 TAG, TENSOR, MAPTENSOR = 1, 2, 3
 DIMS, TENSOR_TYPE, CONTENT = 1, 2, 3
 
+# A .ckpt is a sequence of `Checkpoint.value` fields: tag 0x0A (field 1, length-delimited),
+# then a varint length, then the Value's own field 1 (its name), tag 0x0A again.
+CKPT_FIELD_TAG = 0x0A
+CRC_TAIL_MARK = b"crc_num"
 CRC_TAIL_BYTES = len(CRC_TAIL_MARK) + 10
+# save_checkpoint(..., enc_key=...) opens the file with the little-endian magic 0x7F3A5ED8 plus
+# the enc_mode's index (measured on MindSpore 2.10: AES-GCM D8, AES-CBC D9, SM4-CBC DA).
+ENCRYPTED_CKPT_MAGICS = tuple(bytes([low]) + b"\x5e\x3a\x7f" for low in (0xD8, 0xD9, 0xDA))
+_DECRYPT_ADVICE = ("load it with mindspore.load_checkpoint(path, dec_key=..., dec_mode=...) and save it again "
+                   "without enc_key")
 STR_TYPE = "str"
 # Plain Python values stored as 0-d tensors (bool first: it is a subclass of int).
 VALUE_DTYPES: tuple[tuple[type, DType], ...] = (
@@ -88,6 +96,35 @@ def _varint(number: int) -> bytes:
 def _len_prefix(number: int, length: int) -> bytes:
     """The key and length of a length-delimited field whose payload follows."""
     return _key(number, LEN) + _varint(length)
+
+
+# --------------------------------------------------------------------------- detecting
+
+
+def looks_like_ckpt(head: bytes) -> bool:
+    """A Checkpoint.value field whose payload starts with the Value's tag field."""
+    if len(head) < 3 or head[0] != CKPT_FIELD_TAG:
+        return False
+    position = 1
+    while position < len(head) and head[position] & 0x80:  # skip the length varint
+        position += 1
+    return position + 1 < len(head) and head[position + 1] == CKPT_FIELD_TAG
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """A protobuf checkpoint (or a CRC-tail-only empty one); an encrypted one is refused here.
+
+    Detection asks this sniffer last, so a `.ckpt` that nothing recognised gets MindSpore's advice.
+    """
+    if looks_like_ckpt(head) or head.startswith(CRC_TAIL_MARK):
+        return True
+    if head.startswith(ENCRYPTED_CKPT_MAGICS):
+        raise UnreadableCheckpointError(path, f"is an encrypted MindSpore checkpoint (saved with enc_key); {_DECRYPT_ADVICE}")
+    if path.suffix == ".ckpt":
+        raise UnreadableCheckpointError(
+            path, f"is not a protobuf MindSpore checkpoint; if it was saved with enc_key, {_DECRYPT_ADVICE}"
+        )
+    return False
 
 
 # --------------------------------------------------------------------------- reading
@@ -183,12 +220,11 @@ class _Walker:
             self.fail(at, f"the {what} is not valid UTF-8")
 
     def values(self) -> list[_Value]:
-        if self.end and not _looks_like_ckpt(self.data[: min(64, self.end)]):
+        if self.end and not looks_like_ckpt(self.data[: min(64, self.end)]):
             raise UnreadableCheckpointError(
                 self.path,
-                "does not start like a protobuf MindSpore checkpoint; if it was saved with enc_key it is "
-                "encrypted: load it with mindspore.load_checkpoint(path, dec_key=...) and save it again "
-                "without enc_key",
+                f"does not start like a protobuf MindSpore checkpoint; if it was saved with enc_key it is "
+                f"encrypted: {_DECRYPT_ADVICE}",
             )
         values = []
         for number, wire, span, at in self.fields(0, self.end, "Checkpoint"):
@@ -338,7 +374,9 @@ def read_ckpt(path: Path) -> Checkpoint:
     except BaseException:
         close()
         raise
-    return Checkpoint(Format.CKPT, entries, _closers=[close])
+    checkpoint = Checkpoint(Format.CKPT, entries)
+    checkpoint.add_closer(close)
+    return checkpoint
 
 
 # --------------------------------------------------------------------------- writing

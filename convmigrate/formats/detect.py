@@ -1,47 +1,26 @@
 """Recognise a checkpoint's format from its first bytes, not its file name.
 
 A `.bin` may be a torch zip, a legacy pickle or something else entirely; a `.ckpt` may be
-encrypted. The extension is only used to name a format in an error message.
+encrypted. Each format's module has a sniffer (named in `vocab.FORMATS`) that looks at the
+first bytes; detection asks them in the order of `Format`. The extension is only used to
+name a format in an error message.
 """
 
 from __future__ import annotations
 
-import json
-import struct
+import importlib
 from pathlib import Path
 
 from convmigrate.errors import UnreadableCheckpointError
-from convmigrate.vocab import Format
+from convmigrate.vocab import FORMATS, Format
 
-ZIP_MAGIC = b"PK\x03\x04"
-EMPTY_ZIP_MAGIC = b"PK\x05\x06"
-# torch's legacy (pre-1.6) format opens with pickle protocol 2 and a LONG1 magic number.
-TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-PICKLE_PROTO = b"\x80"
-# A .ckpt is a sequence of `Checkpoint.value` fields: tag 0x0A (field 1, length-delimited),
-# then a varint length, then the Value's own field 1 (its name), tag 0x0A again.
-CKPT_FIELD_TAG = 0x0A
-SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
-CRC_TAIL_MARK = b"crc_num"
-# save_checkpoint(..., enc_key=...) opens the file with the little-endian magic 0x7F3A5ED8 plus
-# the enc_mode's index (measured on MindSpore 2.10: AES-GCM D8, AES-CBC D9, SM4-CBC DA).
-ENCRYPTED_CKPT_MAGICS = tuple(bytes([low]) + b"\x5e\x3a\x7f" for low in (0xD8, 0xD9, 0xDA))
+HEAD_BYTES = 64  # what a sniffer sees of the file
 
 
-def _looks_like_ckpt(head: bytes) -> bool:
-    if len(head) < 3 or head[0] != CKPT_FIELD_TAG:
-        return False
-    position = 1
-    while position < len(head) and head[position] & 0x80:  # skip the length varint
-        position += 1
-    return position + 1 < len(head) and head[position + 1] == CKPT_FIELD_TAG
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    if len(head) < 10:
-        return False
-    (header_size,) = struct.unpack("<Q", head[:8])
-    return 2 <= header_size <= SAFETENSORS_MAX_HEADER and head[8:9] == b"{"
+def load(location: str):  # noqa: ANN201 - a reader, writer or sniffer named "module:function"
+    """The function a `vocab.FORMATS` row names, importing its module on first use."""
+    module_name, function = location.split(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def detect_format(path: Path) -> Format:
@@ -54,44 +33,15 @@ def detect_format(path: Path) -> Format:
         raise UnreadableCheckpointError(path, "is a directory; give a checkpoint file (or a *.safetensors.index.json)")
     if not path.exists():
         raise UnreadableCheckpointError(path, "no such file")
-    if path.name.endswith(".index.json"):
-        _check_safetensors_index(path)
-        return Format.SAFETENSORS
     try:
         with open(path, "rb") as stream:
-            head = stream.read(64)
+            head = stream.read(HEAD_BYTES)
     except OSError as exc:
         raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
     if not head:
         raise UnreadableCheckpointError(path, "is empty (0 bytes); it holds no checkpoint")
-    # safetensors first: a header length of 128 + 256k starts with the pickle protocol byte.
-    if _looks_like_safetensors(head):
-        return Format.SAFETENSORS  # reader tells plain from MindSpore's flavour by metadata
-    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC, TORCH_LEGACY_MAGIC, PICKLE_PROTO)):
-        return Format.TORCH
-    if _looks_like_ckpt(head) or head.startswith(CRC_TAIL_MARK):
-        return Format.CKPT
-    if head.startswith(ENCRYPTED_CKPT_MAGICS):
-        raise UnreadableCheckpointError(
-            path,
-            "is an encrypted MindSpore checkpoint (saved with enc_key); decrypt it with "
-            "mindspore.load_checkpoint(..., dec_key=..., dec_mode=...) and save it again without enc_key",
-        )
-    if path.suffix == ".ckpt":
-        raise UnreadableCheckpointError(
-            path,
-            "is not a protobuf MindSpore checkpoint; if it was saved with enc_key, decrypt it with "
-            "mindspore.load_checkpoint(..., dec_key=...) and save it again without encryption",
-        )
-    raise UnreadableCheckpointError(
-        path, "is not a checkpoint convmigrate knows (torch.save, safetensors, MindSpore .ckpt)"
-    )
-
-
-def _check_safetensors_index(path: Path) -> None:
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UnreadableCheckpointError(path, f"is not a readable JSON index ({exc})") from exc
-    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise UnreadableCheckpointError(path, "is not a sharded safetensors index (no 'weight_map')")
+    for fmt, spec in FORMATS.items():
+        if spec.sniffer is not None and load(spec.sniffer)(path, head):
+            return fmt
+    known = ", ".join(spec.label for spec in FORMATS.values() if spec.sniffer is not None)
+    raise UnreadableCheckpointError(path, f"is not a checkpoint convmigrate knows ({known})")

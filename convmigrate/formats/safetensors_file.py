@@ -46,16 +46,17 @@ from typing import BinaryIO
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UsageError
-from convmigrate.formats.detect import SAFETENSORS_MAX_HEADER
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.filemap import map_file
 from convmigrate.formats.pages import PageReleaser
+from convmigrate.limits import SAFETENSORS_MAX_HEADER
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
 METADATA_KEY = "__metadata__"
 VALUE_PREFIX = "convmigrate.value."  # __metadata__ key prefix that carries a ValueEntry
 MS_FORMAT = {"format": "ms"}  # what MindSpore's save_checkpoint(format="safetensors") writes
 HEADER_ALIGNMENT = 8  # the library pads the JSON with spaces so the data starts 8-aligned
+INDEX_SUFFIX = ".index.json"
 
 # The safetensors library's Dtype enum order (Rust `derive(Ord)`), which its writer sorts by,
 # largest first: BOOL < U8 < I8 < I16 < U16 < F16 < BF16 < I32 < U32 < F32 < F64 < I64 < U64.
@@ -65,6 +66,20 @@ _LIBRARY_DTYPE_RANK: dict[str, int] = {
     code: rank
     for rank, code in enumerate(("BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64"))
 }
+
+
+# --------------------------------------------------------------------------- detecting
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """A plausible 8-byte header length followed by a JSON object, or a sharded index."""
+    if path.name.endswith(INDEX_SUFFIX):
+        _read_index(path)  # refuses, in one line, an index that is not one
+        return True
+    if len(head) < 10:
+        return False
+    (header_size,) = struct.unpack("<Q", head[:8])
+    return 2 <= header_size <= SAFETENSORS_MAX_HEADER and head[8:9] == b"{"
 
 
 # --------------------------------------------------------------------------- reading
@@ -208,12 +223,12 @@ def read_safetensors(path: Path) -> Checkpoint:
         ...     [(t.name, t.dtype.name, t.shape) for t in ckpt.tensors()]
     """
     path = Path(path)
-    if path.name.endswith(".index.json"):
+    if path.name.endswith(INDEX_SUFFIX):
         return _read_sharded(path)
     entries, metadata, close = _open_file(path)
     values = _values_from_metadata(path, metadata)
     checkpoint = Checkpoint(_format_of(metadata), [*entries, *values], metadata)
-    checkpoint._closers.append(close)
+    checkpoint.add_closer(close)
     return checkpoint
 
 
@@ -243,7 +258,7 @@ def _read_sharded(path: Path) -> Checkpoint:
             if not shard.is_file():
                 raise UnreadableCheckpointError(path, f"shard {shard_name!r} listed in the index is missing from {path.parent}")
             tensors, shard_metadata, close = _open_file(shard)
-            checkpoint._closers.append(close)
+            checkpoint.add_closer(close)
             values += _values_from_metadata(shard, shard_metadata)
             metadata.update(shard_metadata)
             for tensor in tensors:

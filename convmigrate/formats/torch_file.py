@@ -262,9 +262,9 @@ def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Chec
     notes += state_dict_notes(list(tensors), left_out)
     del loaded, state  # the tensors dict keeps the mapped tensors alive until close()
     checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
-    checkpoint._closers.append(tensors.clear)
+    checkpoint.add_closer(tensors.clear)
     if mapped_file is not None:
-        checkpoint._closers.append(mapped_file.close)
+        checkpoint.add_closer(mapped_file.close)
     return checkpoint
 
 

@@ -55,6 +55,16 @@ MAX_WRAPPER_DEPTH = 3
 PLAIN_VALUE_TYPES = (bool, int, float, str)
 DATA_PARALLEL_PREFIX = "module."
 _LOCAL_HEADER_SIZE = 30
+ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+# torch's legacy (pre-1.6) format opens with pickle protocol 2 and a LONG1 magic number.
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+PICKLE_PROTO = b"\x80"
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """A zip (torch >= 1.6), or a pickle (the legacy format starts with protocol 2 and a magic)."""
+    return head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC, TORCH_LEGACY_MAGIC, PICKLE_PROTO))
 
 
 # --------------------------------------------------------------------------- the state dict
@@ -298,7 +308,7 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
         return None
     notes += state_dict_notes([e.name for e in entries if isinstance(e, TensorEntry)], left_out)
     checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
-    checkpoint._closers.append(close)
+    checkpoint.add_closer(close)
     return checkpoint
 
 

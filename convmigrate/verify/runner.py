@@ -19,6 +19,7 @@ from convmigrate.verify.conv import (
 )
 from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
 from convmigrate.verify.tensors import check_tensor
+from convmigrate.vocab import Format, Framework
 
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
 # release the GIL, so a second core verifies while the first walks the plan.
@@ -310,11 +311,8 @@ def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray
 
 def direction_between(original: Checkpoint, converted: Checkpoint) -> Direction:
     """torch2ms when the original is a PyTorch file, ms2torch when it is MindSpore's."""
-    from convmigrate.vocab import Format
-
-    mindspore_formats = (Format.CKPT, Format.MS_SAFETENSORS)
-    if original.format in mindspore_formats:
+    if original.format.framework is Framework.MINDSPORE:
         return Direction.MS_TO_TORCH
-    if converted.format in mindspore_formats or original.format is Format.TORCH:
+    if converted.format.framework is Framework.MINDSPORE or original.format is Format.TORCH:
         return Direction.TORCH_TO_MS
     return Direction.MS_TO_TORCH if converted.format is Format.TORCH else Direction.TORCH_TO_MS
