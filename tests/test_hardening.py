@@ -23,10 +23,7 @@ import json
 import os
 import pickle
 import re
-import struct
 import subprocess
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,20 +33,11 @@ import torch
 
 from convmigrate.formats import atomic
 from tests.conftest import run_cli, run_console_script
-
-CRC_MARK = b"crc_num"
-
+from tests.corpus.build import (
+    Marker, ckpt_value, flip, pt_record_offset, snapshot, with_crc, written,
+)
 
 # --------------------------------------------------------------------------- corpus helpers
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under `root` (hidden ones too) -> SHA-256 of its bytes."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 def state_dict() -> dict[str, torch.Tensor]:
@@ -74,70 +62,12 @@ def good_safetensors(path: Path) -> Path:
     return path
 
 
-# A hand-written protobuf encoder for .ckpt files, independent of the tool's writer.
-
-
-def varint(number: int) -> bytes:
-    number &= (1 << 64) - 1  # negative int64 take ten bytes, as protobuf writes them
-    out = bytearray()
-    while number > 0x7F:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    return bytes(out + bytes([number]))
-
-
-def field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
-def ckpt_value(tag: bytes | str, dims: list[int], tensor_type: str, content: bytes) -> bytes:
-    """One `Checkpoint.value`: Value { tag = 1; tensor = 2 { dims = 1; tensor_type = 2; content = 3 } }."""
-    tag = tag.encode() if isinstance(tag, str) else tag
-    tensor = b"".join(varint(1 << 3) + varint(d) for d in dims) + field(2, tensor_type.encode()) + field(3, content)
-    return field(1, field(1, tag) + field(2, tensor))
+def marker_of(tmp_path: Path) -> Path:
+    return tmp_path / "pwned"
 
 
 def good_ckpt_bytes() -> bytes:
     return b"".join(ckpt_value(name, list(t.shape), "Float32", t.numpy().tobytes()) for name, t in state_dict().items())
-
-
-def with_crc(data: bytes) -> bytes:
-    return data + CRC_MARK + zlib.crc32(data).to_bytes(10, "big")
-
-
-def written(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
-    changed = bytearray(data)
-    changed[position] ^= mask
-    return bytes(changed)
-
-
-def pt_record_offset(path: Path, suffix: str) -> int:
-    """Where the data of the zip record whose name ends with `suffix` starts in `path`."""
-    with zipfile.ZipFile(path) as archive:
-        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
-    data = path.read_bytes()
-    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
-    return info.header_offset + 30 + name_length + extra_length
-
-
-class Marker:
-    """Pickles as os.system("touch MARKER"): harmless, and proves whether pickle code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.marker}",))
-
-
-def marker_of(tmp_path: Path) -> Path:
-    return tmp_path / "pwned"
 
 
 # --------------------------------------------------------------------------- running the commands
