@@ -15,7 +15,6 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Union
 
 import numpy as np
 
@@ -31,7 +30,7 @@ COPY_PIECE_BYTES = 16 * 1024 * 1024
 # Gives a consumed buffer's memory-mapped pages back (formats/pages.py); the bytes stay readable.
 PageRelease = Callable[[memoryview], None]
 # (open file descriptor, offset) of a buffer that is a slice of a memory-mapped file, else None.
-Locate = Callable[[memoryview], Optional[tuple[int, int]]]
+Locate = Callable[[memoryview], tuple[int, int] | None]
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,18 @@ class TensorEntry:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def with_shape(self, shape: Sequence[int]) -> "TensorEntry":
+    def with_shape(self, shape: Sequence[int]) -> TensorEntry:
         """The same bytes under another shape with the same number of elements (no copy)."""
         shape = tuple(int(s) for s in shape)
         if math.prod(shape) != self.numel:
             raise ValueError(f"{self.name}: cannot view {self.shape} as {shape}")
         return replace(self, shape=shape)
 
-    def renamed(self, name: str) -> "TensorEntry":
+    def renamed(self, name: str) -> TensorEntry:
         return replace(self, name=name)
 
     @classmethod
-    def from_array(cls, name: str, array: np.ndarray, dtype: DType | None = None) -> "TensorEntry":
+    def from_array(cls, name: str, array: np.ndarray, dtype: DType | None = None) -> TensorEntry:
         """Wrap an in-memory array (used for computed tensors, e.g. folded weight norm)."""
         from convmigrate.vocab import DTYPES
 
@@ -154,10 +153,10 @@ class ValueEntry:
     """A named plain value: a str, int, float or bool stored beside the tensors."""
 
     name: str
-    value: Union[str, int, float, bool]
+    value: str | int | float | bool
 
 
-Entry = Union[TensorEntry, ValueEntry]
+Entry = TensorEntry | ValueEntry
 
 
 @dataclass
@@ -185,7 +184,7 @@ class Checkpoint:
         while self._closers:
             self._closers.pop()()
 
-    def __enter__(self) -> "Checkpoint":
+    def __enter__(self) -> Checkpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import glob
 from collections.abc import Callable
-from typing import ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +23,16 @@ from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step,
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
 from convmigrate.verify import (
-    BackgroundVerification, ConvSetup, Verification, direction_between, setup_from_spec, setups_from_layers,
+    BackgroundVerification,
+    ConvSetup,
+    Verification,
+    direction_between,
+    setup_from_spec,
+    setups_from_layers,
     verify_migration,
 )
 from convmigrate.vocab import Format, Framework, Layout
+
 
 @dataclass
 class MigrationRequest:
@@ -163,10 +168,10 @@ def model_layers(factory: str) -> ModelLayers:
 
 
 # Given the total tensor bytes to write, a context that yields a callback(bytes written).
-ProgressFactory = Callable[[int], ContextManager[Callable[[int], None]]]
+ProgressFactory = Callable[[int], contextlib.AbstractContextManager[Callable[[int], None]]]
 
 
-def _no_progress(_total: int) -> ContextManager[Callable[[int], None]]:
+def _no_progress(_total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
     return contextlib.nullcontext(lambda _n: None)
 
 

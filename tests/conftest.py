@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 # before the app (and its rich consoles) is imported.
 os.environ["COLUMNS"] = "200"
 
-from convmigrate.cli.app import app  # noqa: E402
+from convmigrate.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 

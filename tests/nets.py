@@ -52,7 +52,8 @@ def randomize_torch(net: TorchNet, seed: int = 0) -> TorchNet:
 
 def mindspore_net():
     """The same network in MindSpore's nn layers (parameter names: MindSpore's)."""
-    from mindspore import nn as msnn, ops
+    from mindspore import nn as msnn
+    from mindspore import ops
 
     class MsNet(msnn.Cell):
         def __init__(self) -> None:
@@ -79,7 +80,7 @@ def mindspore_net():
     return net
 
 
-def randomize_mindspore(net, seed: int = 0):  # noqa: ANN001, ANN201 - a mindspore Cell
+def randomize_mindspore(net, seed: int = 0):  # net: a mindspore Cell
     import mindspore
 
     rng = np.random.default_rng(seed)
@@ -101,7 +102,7 @@ def run_torch(net: TorchNet, x: np.ndarray, ids: np.ndarray) -> list[np.ndarray]
         return [t.numpy() for t in net(torch.from_numpy(x), torch.from_numpy(ids.astype(np.int64)))]
 
 
-def run_mindspore(net, x: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:  # noqa: ANN001
+def run_mindspore(net, x: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
     import mindspore
 
     return [t.asnumpy() for t in net(mindspore.Tensor(x), mindspore.Tensor(ids))]

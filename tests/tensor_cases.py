@@ -46,7 +46,7 @@ def entry_lists(draw: st.DrawFn, values: bool = True) -> list[Entry]:
     return entries
 
 
-def torch_bytes(tensor) -> bytes:  # noqa: ANN001 - a torch.Tensor; torch is imported by callers only
+def torch_bytes(tensor) -> bytes:  # a torch.Tensor; torch is imported by callers only
     """A torch tensor's logical C-order bytes, as torch itself gives them."""
     import torch
 

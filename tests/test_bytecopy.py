@@ -22,8 +22,8 @@ import torch
 
 from convmigrate.entries import TensorEntry
 from convmigrate.errors import WriteError
-from convmigrate.formats import open_checkpoint, write_checkpoint
 from convmigrate.formats import atomic as atomic_module
+from convmigrate.formats import open_checkpoint, write_checkpoint
 from convmigrate.formats.atomic import atomic_output
 from convmigrate.formats.bytecopy import KERNEL_COPY_MIN_BYTES, TensorBytesWriter
 from convmigrate.vocab import Format

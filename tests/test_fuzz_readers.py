@@ -53,7 +53,7 @@ def ckpt_seed(**options) -> bytes:
     return buffer.getvalue()
 
 
-def safetensors_seed(writer=write_safetensors, metadata=None) -> bytes:  # noqa: ANN001
+def safetensors_seed(writer=write_safetensors, metadata=None) -> bytes:
     buffer = io.BytesIO()
     writer(buffer, sample_entries(), metadata=metadata or {})
     return buffer.getvalue()

@@ -34,7 +34,13 @@ import torch
 from convmigrate.formats import atomic
 from tests.conftest import run_cli, run_console_script
 from tests.corpus.build import (
-    Marker, ckpt_value, flip, pt_record_offset, snapshot, with_crc, written,
+    Marker,
+    ckpt_value,
+    flip,
+    pt_record_offset,
+    snapshot,
+    with_crc,
+    written,
 )
 
 # --------------------------------------------------------------------------- corpus helpers
@@ -88,7 +94,7 @@ def commands(source: Path, tmp_path: Path, good: Path) -> dict[str, list[object]
     }
 
 
-def assert_one_line_error(result, path: Path, problem: str, what: str) -> str:  # noqa: ANN001
+def assert_one_line_error(result, path: Path, problem: str, what: str) -> str:
     """Exit code 2 and one `error:` line on stderr naming `path` and matching `problem`."""
     assert result.exit_code == 2, f"{what}: exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     line = result.stderr.strip()
@@ -474,10 +480,10 @@ def test_disk_full_half_way_keeps_the_previous_file(tmp_path: Path, command: str
 class FillsUp:
     """A file object that takes `room` bytes, then raises ENOSPC like a full disk."""
 
-    def __init__(self, stream, room: int) -> None:  # noqa: ANN001
+    def __init__(self, stream, room: int) -> None:
         self.stream, self.room = stream, room
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data) -> int:
         size = memoryview(data).nbytes
         if size > self.room:
             self.stream.write(memoryview(data).cast("B")[: self.room])
@@ -486,10 +492,10 @@ class FillsUp:
         self.room -= size
         return self.stream.write(data)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.stream, name)
 
-    def __enter__(self) -> "FillsUp":
+    def __enter__(self) -> FillsUp:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -506,7 +512,7 @@ def test_write_failing_half_way_keeps_the_previous_file(tmp_path: Path, monkeypa
         source = tmp_path / "big.ckpt"
     real_fdopen = os.fdopen
 
-    def fdopen(fd, *args, **kwargs):  # noqa: ANN001, ANN202
+    def fdopen(fd, *args, **kwargs):
         return FillsUp(real_fdopen(fd, *args, **kwargs), room)
 
     monkeypatch.setattr(atomic.os, "fdopen", fdopen)

@@ -81,7 +81,7 @@ def empty_ckpt_with_crc(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("make", "name"), [(empty_pt, "empty.pt"), (empty_safetensors, "empty.safetensors"), (empty_ckpt_with_crc, "empty.ckpt")])
-def test_empty_checkpoints(tmp_path: Path, make, name: str) -> None:  # noqa: ANN001
+def test_empty_checkpoints(tmp_path: Path, make, name: str) -> None:
     source = tmp_path / name
     make(source)
     assert_survives_every_route(tmp_path, source, {})

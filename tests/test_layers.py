@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,8 +26,6 @@ from convmigrate.layers import (
 )
 from convmigrate.layers.translate import translate_kwargs
 from convmigrate.vocab import Framework
-
-from conftest import REPO
 
 TORCH, MS = Framework.TORCH, Framework.MINDSPORE
 REQUIRED_KEYS = {"name", "kind", "torch", "mindspore", "pre_pad", "code", "exact", "note", "verified"}

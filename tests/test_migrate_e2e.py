@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from tests.nets import (
-    TorchNet, inputs, mindspore_net, randomize_mindspore, randomize_torch, run_mindspore, run_torch,
+    TorchNet,
+    inputs,
+    mindspore_net,
+    randomize_mindspore,
+    randomize_torch,
+    run_mindspore,
+    run_torch,
 )
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)

@@ -125,7 +125,7 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
 
 @SETTINGS
 @given(state=state_dicts("torch"), ms_format=st.sampled_from(["ckpt", "safetensors"]), torch_format=st.sampled_from(["pt", "safetensors"]))
-def test_torch_to_mindspore_to_torch_is_bit_exact(tmp_path_factory, state, ms_format: str, torch_format: str) -> None:  # noqa: ANN001
+def test_torch_to_mindspore_to_torch_is_bit_exact(tmp_path_factory, state, ms_format: str, torch_format: str) -> None:
     folder = fresh(tmp_path_factory.getbasetemp())
     source = folder / "model.pt"
     expected = [(name, dtype, shape, data) for name, (dtype, shape, data) in state.items()]
@@ -139,7 +139,7 @@ def test_torch_to_mindspore_to_torch_is_bit_exact(tmp_path_factory, state, ms_fo
 
 @SETTINGS
 @given(state=state_dicts("mindspore"), ms_format=st.sampled_from(["ckpt", "safetensors"]), torch_format=st.sampled_from(["pt", "safetensors"]))
-def test_mindspore_to_torch_to_mindspore_is_bit_exact(tmp_path_factory, state, ms_format: str, torch_format: str) -> None:  # noqa: ANN001
+def test_mindspore_to_torch_to_mindspore_is_bit_exact(tmp_path_factory, state, ms_format: str, torch_format: str) -> None:
     folder = fresh(tmp_path_factory.getbasetemp())
     source = folder / "model.ckpt"
     write_checkpoint(source, entries_of(state), Format.CKPT)

@@ -18,13 +18,13 @@ from safetensors.numpy import save as np_save
 from safetensors.numpy import save_file as np_save_file
 from safetensors.torch import save as torch_save
 from safetensors.torch import save_file as torch_save_file
+from tensor_cases import entry_lists, torch_bytes
 
 from convmigrate.entries import TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats import open_checkpoint, write_checkpoint
 from convmigrate.formats.safetensors_file import read_safetensors, write_ms_safetensors, write_safetensors
 from convmigrate.vocab import DTYPES, Format
-from tensor_cases import entry_lists, torch_bytes
 
 # One array per NumPy-representable dtype, with 0-d and zero-size shapes among them.
 NUMPY_ARRAYS = {
@@ -47,7 +47,7 @@ def _entries_of(arrays: dict[str, np.ndarray]) -> list[TensorEntry]:
     return [TensorEntry.from_array(name, array) for name, array in arrays.items()]
 
 
-def _written(entries, metadata=None, writer=write_safetensors) -> bytes:  # noqa: ANN001
+def _written(entries, metadata=None, writer=write_safetensors) -> bytes:
     stream = io.BytesIO()
     writer(stream, entries, metadata=metadata or {})
     return stream.getvalue()
@@ -237,7 +237,7 @@ def tiny_sharded_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     return folder / "model.safetensors.index.json", {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_reads_transformers_shards_in_index_order(tiny_sharded_model) -> None:  # noqa: ANN001
+def test_reads_transformers_shards_in_index_order(tiny_sharded_model) -> None:
     index_path, state = tiny_sharded_model
     index = json.loads(index_path.read_text())
     assert len(set(index["weight_map"].values())) > 1
@@ -256,7 +256,7 @@ def _copy_shards(index_path: Path, into: Path) -> Path:
     return into / index_path.name
 
 
-def test_missing_shard_is_named(tiny_sharded_model, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_shard_is_named(tiny_sharded_model, tmp_path: Path) -> None:
     index_path = _copy_shards(tiny_sharded_model[0], tmp_path)
     shard = sorted(tmp_path.glob("model-*.safetensors"))[1]
     shard.unlink()
@@ -264,7 +264,7 @@ def test_missing_shard_is_named(tiny_sharded_model, tmp_path: Path) -> None:  # 
         read_safetensors(index_path)
 
 
-def test_index_naming_a_tensor_its_shard_lacks_is_refused(tiny_sharded_model, tmp_path: Path) -> None:  # noqa: ANN001
+def test_index_naming_a_tensor_its_shard_lacks_is_refused(tiny_sharded_model, tmp_path: Path) -> None:
     index_path = _copy_shards(tiny_sharded_model[0], tmp_path)
     index = json.loads(index_path.read_text())
     index["weight_map"]["ghost.weight"] = next(iter(index["weight_map"].values()))

@@ -19,10 +19,10 @@ from tensor_cases import entry_lists, torch_bytes
 
 import convmigrate.formats.torch_file as torch_file
 import convmigrate.formats.torch_write as torch_write
+import convmigrate.formats.torch_zip as torch_zip
 from convmigrate.entries import TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
 from convmigrate.formats import open_checkpoint, write_checkpoint
-import convmigrate.formats.torch_zip as torch_zip
 from convmigrate.formats.torch_write import write_torch
 from convmigrate.vocab import DTYPES, Format
 
@@ -65,11 +65,11 @@ READERS = {"torch-free": torch_zip.read_torch, "torch.load": torch_file.read_tor
 
 
 @pytest.fixture(params=list(READERS))
-def read_torch(request: pytest.FixtureRequest):  # noqa: ANN201 - a reader function
+def read_torch(request: pytest.FixtureRequest):  # -> a reader function
     return READERS[request.param]
 
 
-def _assert_entries_match(checkpoint, expected: dict[str, object]) -> None:  # noqa: ANN001
+def _assert_entries_match(checkpoint, expected: dict[str, object]) -> None:
     got = {e.name: e for e in checkpoint.entries}
     assert list(got) == list(expected)
     for name, value in expected.items():
@@ -243,7 +243,7 @@ def test_no_tensors_at_all(tmp_path: Path, read_torch) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _write(entries, **kw) -> bytes:  # noqa: ANN001
+def _write(entries, **kw) -> bytes:
     stream = io.BytesIO()
     write_torch(stream, entries, metadata={}, **kw)
     return stream.getvalue()
@@ -317,7 +317,7 @@ def _assert_torch_loads(path: Path, entries: list) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=entry_lists())
-def test_round_trip_through_torch_load(tmp_path: Path, entries: list, offsets_computed_by_torch, read_torch) -> None:  # noqa: ANN001
+def test_round_trip_through_torch_load(tmp_path: Path, entries: list, offsets_computed_by_torch, read_torch) -> None:
     path = tmp_path / "rt.pt"
     path.write_bytes(_write(entries))
     _assert_torch_loads(path, entries)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import typer
 
-from convmigrate.errors import ConvmigrateError
 from convmigrate.cli._output import error_console
+from convmigrate.errors import ConvmigrateError
 
 
 @contextlib.contextmanager
@@ -30,7 +30,7 @@ def reported_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(code=130) from None
     except typer.Exit:
         raise
-    except Exception as exc:  # an unexpected failure is still one line, unless --debug
+    except Exception as exc:  # noqa: BLE001 - the one catch-all: an unexpected failure is one line too
         if debug:
             error_console.print_exception()
             raise typer.Exit(code=2) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -13,11 +13,11 @@ from rich.markup import escape
 from convmigrate.cli._output import MAX_TABLE_ROWS, console, print_capped, table
 from convmigrate.verify import Verification
 
-LayersOption = Annotated[Optional[Path], typer.Option("--layers", help="Layers JSON (convmigrate layers -o): verify each conv with its real hyperparameters.")]
-RtolOption = Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default by dtype: 1e-5 for float32).")]
-AtolOption = Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default by dtype: 1e-6 for float32).")]
+LayersOption = Annotated[Path | None, typer.Option("--layers", help="Layers JSON (convmigrate layers -o): verify each conv with its real hyperparameters.")]
+RtolOption = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default by dtype: 1e-5 for float32).")]
+AtolOption = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default by dtype: 1e-6 for float32).")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random verification inputs.")]
-JunitOption = Annotated[Optional[Path], typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).")]
+JunitOption = Annotated[Path | None, typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).")]
 
 
 def render_verification(verification: Verification) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from convmigrate import __version__
-from convmigrate.cli import convert, inspect, migrate, verify
-from convmigrate.cli import layers
+from convmigrate.cli import convert, inspect, layers, migrate, verify
 
 app = typer.Typer(
     name="convmigrate",
@@ -28,7 +27,7 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:

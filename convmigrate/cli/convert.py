@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import (
-    DebugOption, ForceOption, InputPath, NoFsyncOption, QuietOption, TrustPickleOption, console,
+    DebugOption,
+    ForceOption,
+    InputPath,
+    NoFsyncOption,
+    QuietOption,
+    TrustPickleOption,
+    console,
 )
 from convmigrate.cli._progress import byte_progress
 from convmigrate.formats import format_for_output, open_checkpoint, write_checkpoint
 from convmigrate.vocab import Format
 
 FormatOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--format", "-f", help="pt | safetensors | ckpt | ms-safetensors (default: from OUTPUT's extension)."),
 ]
 CrcOption = Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail (.ckpt output).")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.syntax import Syntax
@@ -44,11 +44,11 @@ SourceArgument = Annotated[
     ),
 ]
 ToOption = Annotated[
-    Optional[Target],
+    Target | None,
     typer.Option("--to", help="Target framework. Default: the other one (nn.Conv1d alone: ms).", case_sensitive=False),
 ]
 LayersOutput = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--output", "-o", help="Also write the layers JSON here.", dir_okay=False),
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -12,28 +12,43 @@ from rich.markup import escape
 from convmigrate import __version__
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import (
-    DebugOption, ForceOption, InputPath, NoFsyncOption, QuietOption, TrustPickleOption, console, table,
-    MAX_TABLE_ROWS, print_capped,
+    MAX_TABLE_ROWS,
+    DebugOption,
+    ForceOption,
+    InputPath,
+    NoFsyncOption,
+    QuietOption,
+    TrustPickleOption,
+    console,
+    print_capped,
+    table,
 )
 from convmigrate.cli._progress import byte_progress
 from convmigrate.cli._verification import (
-    AtolOption, JunitOption, LayersOption, RtolOption, SeedOption, dump_json, render_verification, write_junit,
+    AtolOption,
+    JunitOption,
+    LayersOption,
+    RtolOption,
+    SeedOption,
+    dump_json,
+    render_verification,
+    write_junit,
 )
 from convmigrate.errors import CheckFailedError
 from convmigrate.migrate import MigrationRequest, MigrationResult, run_migration
 from convmigrate.plan import Direction, Op, Severity
 from convmigrate.vocab import Layout
 
-OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: beside the input, target extension).")]
-ReferenceOption = Annotated[Optional[Path], typer.Option("--reference", help="A checkpoint of the target model: exact names and shapes.")]
-RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="A TOML file of extra name rules (see README).")]
-Conv1dOption = Annotated[Optional[list[str]], typer.Option("--conv1d", help="Glob of Conv1d weight names (repeatable).")]
-ExcludeOption = Annotated[Optional[list[str]], typer.Option("--exclude", help="Glob of names to leave untouched (repeatable).")]
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: beside the input, target extension).")]
+ReferenceOption = Annotated[Path | None, typer.Option("--reference", help="A checkpoint of the target model: exact names and shapes.")]
+RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file of extra name rules (see README).")]
+Conv1dOption = Annotated[list[str] | None, typer.Option("--conv1d", help="Glob of Conv1d weight names (repeatable).")]
+ExcludeOption = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of names to leave untouched (repeatable).")]
 FoldOption = Annotated[bool, typer.Option("--fold-weight-norm", help="Fold weight_g/weight_v (or parametrizations) into one weight.")]
 KeepExtrasOption = Annotated[bool, typer.Option("--keep-extras", help="Keep optimizer state, counters and plain values.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on every guess and every reference mismatch.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")]
-ReportOption = Annotated[Optional[Path], typer.Option("--report", help="Write the plan and outcome as JSON (schema in README).")]
+ReportOption = Annotated[Path | None, typer.Option("--report", help="Write the plan and outcome as JSON (schema in README).")]
 NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Skip the numerical verification of the output.")]
 
 
@@ -139,7 +154,7 @@ def _names(names: list[str]) -> str:
 def torch2ms_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour); default: from -o's extension, else ckpt.")] = None,
+    output_format: Annotated[str | None, typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour); default: from -o's extension, else ckpt.")] = None,
     layout: Annotated[Layout, typer.Option("--layout", help="nn: mindspore.nn layers; mint: mindspore.mint.nn (PyTorch names and shapes).")] = Layout.NN,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
@@ -148,7 +163,7 @@ def torch2ms_command(
     fold_weight_norm: FoldOption = False,
     keep_extras: KeepExtrasOption = False,
     crc: Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail to a .ckpt.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code): exact layer kinds, real conv hyperparameters, a layers JSON beside the output.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code): exact layer kinds, real conv hyperparameters, a layers JSON beside the output.")] = None,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     report: ReportOption = None,
@@ -171,7 +186,7 @@ def torch2ms_command(
 def ms2torch_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", "-f", help="pt | safetensors; default: from -o's extension, else pt.")] = None,
+    output_format: Annotated[str | None, typer.Option("--format", "-f", help="pt | safetensors; default: from -o's extension, else pt.")] = None,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,

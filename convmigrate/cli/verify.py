@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,14 @@ from convmigrate import __version__
 from convmigrate.cli._errors import reported_errors
 from convmigrate.cli._output import DebugOption, QuietOption, TrustPickleOption, console
 from convmigrate.cli._verification import (
-    AtolOption, JunitOption, LayersOption, RtolOption, SeedOption, dump_json, render_verification, write_junit,
+    AtolOption,
+    JunitOption,
+    LayersOption,
+    RtolOption,
+    SeedOption,
+    dump_json,
+    render_verification,
+    write_junit,
 )
 from convmigrate.cli.migrate import Conv1dOption, ExcludeOption, RulesOption
 from convmigrate.errors import CheckFailedError
@@ -28,7 +35,7 @@ def verify_command(
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,
     exclude: ExcludeOption = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the result as JSON.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the result as JSON.")] = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
     trust_pickle: TrustPickleOption = False,

@@ -17,7 +17,7 @@ from convmigrate.vocab import FORMATS, Format
 HEAD_BYTES = 64  # what a sniffer sees of the file
 
 
-def load(location: str):  # noqa: ANN201 - a reader, writer or sniffer named "module:function"
+def load(location: str):  # -> a reader, writer or sniffer named "module:function"
     """The function a `vocab.FORMATS` row names, importing its module on first use."""
     module_name, function = location.split(":")
     return getattr(importlib.import_module(module_name), function)

@@ -20,6 +20,7 @@ import numpy as np
 
 from convmigrate.errors import UnreadableCheckpointError
 
+
 def address(buffer: memoryview | mmap.mmap) -> int:
     """The memory address of a buffer's first byte (0 for an empty one)."""
     return np.frombuffer(buffer, dtype=np.uint8).ctypes.data if len(buffer) else 0

@@ -33,8 +33,8 @@ import torch
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
-from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.filemap import map_file
+from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.torch_zip import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes, zip_records
 from convmigrate.vocab import DTYPES, Format
 
@@ -93,7 +93,7 @@ def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str], met
             return load(weights_only=False)
     except UnreadableCheckpointError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, pickle errors...
+    except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors...
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UnreadableCheckpointError(path, f"torch.load cannot read it ({type(exc).__name__}: {first_line})") from exc
 

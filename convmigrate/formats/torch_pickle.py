@@ -126,7 +126,7 @@ class _Pickler:
         elif type(obj) is tuple:
             self._tuple(obj)
         elif isinstance(obj, Global):
-            self.out += GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8")
+            self.out += GLOBAL + f"{obj.module}\n{obj.name}\n".encode()
             self._put(obj)
         elif isinstance(obj, Persistent):
             self.save(obj.pid)

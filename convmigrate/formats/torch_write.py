@@ -81,7 +81,7 @@ class _TorchZipWriter:
         """One stored record of `size` bytes, its data taken from `chunks` (found by `locate`)."""
         if self.state != "open":
             raise RuntimeError(f"_TorchZipWriter.add({name!r}) after the archive was {self.state}")
-        full_name = f"{ARCHIVE_NAME}/{name}".encode("utf-8")
+        full_name = f"{ARCHIVE_NAME}/{name}".encode()
         header_offset = self.offset
         zip64 = size >= _ZIP64_LIMIT or header_offset >= _ZIP64_LIMIT
         zip64_extra = _zip64_extra(size, header_offset) if zip64 else b""

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
-from convmigrate.formats.pages import PageReleaser
 from convmigrate.formats.filemap import MappedFile, map_file
+from convmigrate.formats.pages import PageReleaser
 from convmigrate.vocab import BY_TORCH_STORAGE, DTYPES, DType, Format
 
 # Keys under which training code stores the model's state dict, tried in this order.

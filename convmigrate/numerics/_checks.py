@@ -19,7 +19,7 @@ def as_int(value: object, name: str, minimum: int, allow_tuple: bool) -> int:
         (value,) = value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         # ValueError, not TypeError: every bad hyperparameter is one kind of error to callers.
-        raise ValueError(f"{name} must be an int, got {value!r}")  # noqa: TRY004
+        raise ValueError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         qualifier = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {qualifier}, got {value}")

@@ -16,7 +16,12 @@ Modules: `conv` (one conv under both semantics), `tensors` (bit-identical tensor
 """
 
 from convmigrate.verify.conv import (
-    DEFAULT_TOLERANCE, ConvSetup, check_conv, original_side, setup_from_spec, setups_from_layers,
+    DEFAULT_TOLERANCE,
+    ConvSetup,
+    check_conv,
+    original_side,
+    setup_from_spec,
+    setups_from_layers,
 )
 from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
 from convmigrate.verify.runner import BackgroundVerification, direction_between, verify_migration

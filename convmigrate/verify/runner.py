@@ -15,7 +15,13 @@ from convmigrate.entries import Checkpoint, Entry, TensorEntry
 from convmigrate.plan import Direction, Op, Plan, Step
 from convmigrate.rules.names import split_name
 from convmigrate.verify.conv import (
-    DEFAULT_TOLERANCE, PLAIN, ConvSetup, as_float32, check_conv, original_side, plain_setup,
+    DEFAULT_TOLERANCE,
+    PLAIN,
+    ConvSetup,
+    as_float32,
+    check_conv,
+    original_side,
+    plain_setup,
 )
 from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
 from convmigrate.verify.tensors import check_tensor

@@ -10,6 +10,7 @@ from convmigrate.entries import Entry, TensorEntry, ValueEntry
 from convmigrate.plan import Op, Step
 from convmigrate.verify.results import TensorCheck
 
+
 def same_bytes(a: TensorEntry, b: TensorEntry) -> bool:
     """Byte-for-byte equality, walking both chunk streams without copying either."""
     if a.nbytes != b.nbytes or a.dtype != b.dtype:

@@ -19,7 +19,7 @@ import time
 os.environ.setdefault("COLUMNS", "160")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads: the process forks safely
 
-from convmigrate.cli.app import app  # noqa: E402
+from convmigrate.cli.app import app
 
 
 def run_one(args: list[str], data_limit: int, timeout: float) -> dict:
@@ -31,8 +31,8 @@ def run_one(args: list[str], data_limit: int, timeout: float) -> dict:
                 resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
-                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+                sys.stdout = open(1, "w", closefd=False)
+                sys.stderr = open(2, "w", closefd=False)
                 try:
                     app(args, prog_name="convmigrate")
                     code = 0
