@@ -166,8 +166,8 @@ FORMATS: dict[Format, FormatSpec] = {
         None, label="MindSpore safetensors",
     ),
     Format.TORCH: FormatSpec(
-        Framework.TORCH, (".pt", ".pth", ".bin"), "convmigrate.formats.torch_zip:read_torch",
-        "convmigrate.formats.torch_write:write_torch", "convmigrate.formats.torch_zip:sniff", label="torch.save",
+        Framework.TORCH, (".pt", ".pth", ".bin"), "convmigrate.formats.torch_file:read_torch",
+        "convmigrate.formats.torch_write:write_torch", "convmigrate.formats.torch_file:sniff", label="torch.save",
     ),
     Format.CKPT: FormatSpec(
         Framework.MINDSPORE, (".ckpt",), "convmigrate.formats.ckpt:read_ckpt", "convmigrate.formats.ckpt:write_ckpt",

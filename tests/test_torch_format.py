@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from tensor_cases import entry_lists, torch_bytes
 
 import convmigrate.formats.torch_file as torch_file
+import convmigrate.formats.torch_load as torch_load
 import convmigrate.formats.torch_write as torch_write
 import convmigrate.formats.torch_zip as torch_zip
 from convmigrate.entries import TensorEntry, ValueEntry
@@ -61,7 +62,7 @@ def _views() -> dict[str, torch.Tensor]:
 
 # Every reading test runs on both readers: the torch-free one (plain state dicts) and
 # torch.load's (everything, and the fallback of the first).
-READERS = {"torch-free": torch_zip.read_torch, "torch.load": torch_file.read_torch}
+READERS = {"torch-free": torch_file.read_torch, "torch.load": torch_load.read_torch_load}
 
 
 @pytest.fixture(params=list(READERS))
