@@ -52,10 +52,6 @@ class WriteError(ConvmigrateError):
     """Writing the output failed; the previous file at the output path is left intact."""
 
 
-class PlanError(ConvmigrateError):
-    """The migration cannot be planned: a tensor cannot be placed, or a rule is invalid."""
-
-
 class CheckFailedError(ConvmigrateError):
     """The result failed a check (verification, --strict). Exit code 1."""
 

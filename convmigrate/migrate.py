@@ -31,7 +31,7 @@ from convmigrate.verify import (
     setups_from_layers,
     verify_migration,
 )
-from convmigrate.vocab import Format, Framework, Layout
+from convmigrate.vocab import Format, Framework, LayerKind, Layout, ParamFamily, ProblemCode
 
 
 @dataclass
@@ -117,24 +117,11 @@ def target_entries(plan: Plan, checkpoint: Checkpoint) -> list[Entry]:
     return entries
 
 
-# A PyTorch module class (LayerKind value, or "Linear") -> the name-rule kind of its parameters.
-MODEL_RULE_KINDS: dict[str, str] = {
-    "Conv1d": "Conv1d",
-    "ConvTranspose1d": "Conv1d",  # same names; the unit axis goes in the same place
-    "BatchNorm1d": "BatchNorm",
-    "LayerNorm": "Norm",
-    "GroupNorm": "Norm",
-    "Embedding": "Embedding",
-    "PReLU": "PReLU",
-    "Linear": "Linear",
-}
-
-
 @dataclass
 class ModelLayers:
-    """What `--model` tells: each module's rule kind, and the translated, verified layer specs."""
+    """What `--model` tells: each module's kind and parameter family, and the translated, verified layer specs."""
 
-    kinds: list[tuple[str, str, str]]  # (module name, rule kind, PyTorch class)
+    kinds: list[tuple[str, ParamFamily, LayerKind]]  # (module name, its parameters' family, its kind)
     specs: list  # list[layers.LayerSpec], translated PyTorch -> MindSpore and verified
 
     def conv_setups(self) -> dict[str, ConvSetup]:
@@ -148,22 +135,22 @@ def model_layers(factory: str) -> ModelLayers:
     """Build the user's model and read every module the migration and verification care about."""
     import torch
 
-    from convmigrate.layers import LayerKind, module_layers, translate_layer
+    from convmigrate.layers import module_layers, translate_layer
     from convmigrate.layers.model import load_factory
 
     model = load_factory(factory)()
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"--model {factory}: returned {type(model).__name__}, not a torch.nn.Module")
-    kinds: list[tuple[str, str, str]] = []
+    kinds: list[tuple[str, ParamFamily, LayerKind]] = []
     specs = []
     for name, kind, kwargs in module_layers(model):
-        rule_kind = MODEL_RULE_KINDS.get(kind.value)
-        if kind is LayerKind.INSTANCE_NORM1D:
-            rule_kind = "BatchNorm" if kwargs.get("track_running_stats") else "Norm"
-        if rule_kind:
-            kinds.append((name, rule_kind, kind.value))
+        family = kind.family
+        if kind is LayerKind.INSTANCE_NORM1D and kwargs.get("track_running_stats"):
+            family = ParamFamily.BATCH_NORM  # its running statistics are named like BatchNorm's
+        kinds.append((name, family, kind))
         specs.append(translate_layer(kind, Framework.TORCH, kwargs, name))
-    kinds += [(name, "Linear", "Linear") for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    kinds += [(name, LayerKind.LINEAR.family, LayerKind.LINEAR)
+              for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
     return ModelLayers(kinds, specs)
 
 
@@ -188,7 +175,7 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         from_model = model_layers(request.model)
         # The model's modules outrank every built-in rule, and only its convs are convs.
         user_rules.names.forced_kinds[:0] = [
-            (glob.escape(name), kind, f"--model: a {module} module") for name, kind, module in from_model.kinds
+            (glob.escape(name), family, f"--model: a {kind} module") for name, family, kind in from_model.kinds
         ]
         user_rules.names.exclusive = True
     reference = reference_shapes(request.reference, request.trust_pickle) if request.reference else None
@@ -270,6 +257,10 @@ class VerifyRequest:
     trust_pickle: bool = False
 
 
+# Plan problems that fail a verification: the converted file contradicts the plan.
+_FAILING_CODES = (ProblemCode.SHAPE_MISMATCH, ProblemCode.DUPLICATE, ProblemCode.PATTERN)
+
+
 @dataclass
 class VerifyResult:
     plan: Plan
@@ -279,7 +270,7 @@ class VerifyResult:
 
     def failures(self) -> list[str]:
         """Failed layers and tensors, and names whose shapes disagree with the plan."""
-        mismatched = [p.name for p in self.plan.problems if p.code in ("shape_mismatch", "duplicate", "pattern")]
+        mismatched = [p.name for p in self.plan.problems if p.code in _FAILING_CODES]
         return self.verification.failures() + mismatched
 
 

@@ -21,7 +21,7 @@ from convmigrate.rules.conv import looks_like_conv1d, mindspore_to_torch_shape, 
 from convmigrate.rules.extras import is_training_extra
 from convmigrate.rules.names import NameRules, join_name, split_name
 from convmigrate.rules.weight_norm import WeightNormPair, find_weight_norm_pairs, infer_dim
-from convmigrate.vocab import Framework, Layout
+from convmigrate.vocab import Framework, Layout, ParamFamily, ProblemCode
 
 
 class Direction(str, enum.Enum):
@@ -66,7 +66,7 @@ class Step:
     source_shape: list[int] | None
     target_shape: list[int] | None
     dtype: str | None
-    layer_kind: str | None
+    layer_kind: ParamFamily | str | None  # the layer's parameter family (a str: one the user's rules define)
     confidence: Confidence
     reason: str
     fold_dim: int | None = None  # FOLD_WEIGHT_NORM only: the axis g keeps (None: whole tensor)
@@ -75,6 +75,7 @@ class Step:
         data = asdict(self)
         data["op"] = self.op.value
         data["confidence"] = self.confidence.value
+        data["layer_kind"] = None if self.layer_kind is None else str(self.layer_kind)
         if self.op is not Op.FOLD_WEIGHT_NORM:
             del data["fold_dim"]
         return data
@@ -88,12 +89,12 @@ class Severity(str, enum.Enum):
 @dataclass
 class Problem:
     severity: Severity
-    code: str  # guess | ambiguous | weight_norm | missing | unexpected | shape_mismatch | duplicate
+    code: ProblemCode
     name: str
     message: str
 
     def to_json(self) -> dict:
-        return {"severity": self.severity.value, "code": self.code, "name": self.name, "message": self.message}
+        return {"severity": self.severity.value, "code": self.code.value, "name": self.name, "message": self.message}
 
 
 @dataclass
@@ -159,7 +160,7 @@ class _Planner:
         self.source_framework = options.direction.source
 
     # -- helpers -----------------------------------------------------------------------------
-    def problem(self, severity: Severity, code: str, name: str, message: str) -> None:
+    def problem(self, severity: Severity, code: ProblemCode, name: str, message: str) -> None:
         self.plan.problems.append(Problem(severity, code, name, message))
 
     def add(self, step: Step) -> None:
@@ -209,7 +210,7 @@ class _Planner:
             g, v = self.sources[pair.g], self.sources[pair.v]
             virtual[pair.folded_name] = v.shape or ()
             if not self.options.fold_weight_norm:
-                self.problem(Severity.WARNING, "weight_norm", pair.layer,
+                self.problem(Severity.WARNING, ProblemCode.WEIGHT_NORM, pair.layer,
                              f"{pair.layer} is weight-normalised ({pair.g}, {pair.v}); MindSpore's nn.Conv1d "
                              "has no weight norm: pass --fold-weight-norm to fold them into one weight")
                 for info in (g, v):
@@ -219,7 +220,7 @@ class _Planner:
             try:
                 dim = infer_dim(g.shape or (), v.shape or ())
             except ValueError as exc:
-                self.problem(Severity.ERROR, "weight_norm", pair.layer, f"{pair.layer}: {exc}")
+                self.problem(Severity.ERROR, ProblemCode.WEIGHT_NORM, pair.layer, f"{pair.layer}: {exc}")
                 continue
             folded[pair.folded_name] = (pair, dim)
             self.claimed.update((pair.g, pair.v))
@@ -266,7 +267,7 @@ class _Planner:
         target = self.options.rules.map_prefix(join_name(layer, target_suffix), self.source_framework)
         target_shape = shape
         op = Op.RENAME if target != name else Op.COPY
-        is_conv = kind == "Conv1d" and suffix == "weight"
+        is_conv = kind is ParamFamily.CONV1D and suffix == "weight"
         if is_conv and self.converts_layout():
             target_shape = self.conv_target_shape(shape)
             op = Op.RESHAPE
@@ -277,21 +278,21 @@ class _Planner:
             reason += f"; weight norm folded over all axes but {pair_dim[1]}" if pair_dim[1] is not None \
                 else "; weight norm folded over the whole tensor"
         if kind is None and self.renames() and self.options.rules.renames_anywhere(suffix, self.source_framework):
-            self.problem(Severity.WARNING, "ambiguous", name,
+            self.problem(Severity.WARNING, ProblemCode.AMBIGUOUS, name,
                          f"{name}: no rule tells which layer this is, so its name is kept; name the layer's kind "
                          "with --rules or pass --reference")
         if confidence is Confidence.GUESS and (op is not Op.COPY or suffix == "weight"):
-            self.problem(Severity.WARNING, "guess", name,
+            self.problem(Severity.WARNING, ProblemCode.GUESS, name,
                          f"{name}: guessed {kind} ({why}); confirm with --reference, --conv1d or --rules")
         self.add(Step(sources, target, op, list(shape), list(target_shape), dtype, kind, confidence, reason,
                       fold_dim=pair_dim[1] if pair_dim else None))
 
-    def classify(self, name: str, layer: str, siblings: Mapping[str, tuple[int, ...]]) -> tuple[str | None, Confidence, str]:
+    def classify(self, name: str, layer: str, siblings: Mapping[str, tuple[int, ...]]) -> tuple[ParamFamily | str | None, Confidence, str]:
         pattern = _matches(name, self.options.conv1d_patterns)
         if pattern is not None:
             if looks_like_conv1d(name, siblings[split_name(name)[1]], self.source_framework):
-                return "Conv1d", Confidence.PATTERN, f"--conv1d {pattern!r}"
-            self.problem(Severity.ERROR, "pattern", name,
+                return ParamFamily.CONV1D, Confidence.PATTERN, f"--conv1d {pattern!r}"
+            self.problem(Severity.ERROR, ProblemCode.PATTERN, name,
                          f"--conv1d {pattern!r} names {name} {tuple(siblings[split_name(name)[1]])}, "
                          "which is not a Conv1d weight in this layout; narrow the pattern")
         guess = self.options.rules.classify(layer, siblings, self.source_framework)
@@ -318,7 +319,7 @@ class _Planner:
             if step.op is Op.DROP or step.target is None:
                 continue
             if step.target in produced:
-                self.problem(Severity.ERROR, "duplicate", step.target,
+                self.problem(Severity.ERROR, ProblemCode.DUPLICATE, step.target,
                              f"{step.target} would be written twice (from {produced[step.target].sources} and {step.sources})")
             produced[step.target] = step
         for name, shape in reference.items():
@@ -326,10 +327,10 @@ class _Planner:
                 continue
             _layer, suffix = split_name(name)
             if suffix == "num_batches_tracked" and tuple(shape) == ():
-                self.add(Step([], name, Op.CREATE, None, [], "int64", "BatchNorm", Confidence.REFERENCE,
+                self.add(Step([], name, Op.CREATE, None, [], "int64", ParamFamily.BATCH_NORM, Confidence.REFERENCE,
                               "the reference has it and the source does not: it starts at 0"))
                 continue
-            self.problem(Severity.WARNING, "missing", name, f"{name} {tuple(shape)}: in the reference, not produced from the input")
+            self.problem(Severity.WARNING, ProblemCode.MISSING, name, f"{name} {tuple(shape)}: in the reference, not produced from the input")
 
     def resolve_against_reference(self, step: Step, reference: Mapping[str, tuple[int, ...]]) -> None:
         if step.op is Op.CREATE and step.target in reference:
@@ -339,7 +340,7 @@ class _Planner:
         candidates = self.reference_candidates(step)
         # The reference outranks every rule: guesses about this step no longer matter.
         self.plan.problems = [p for p in self.plan.problems
-                              if not (p.code in ("guess", "ambiguous") and p.name in step.sources)]
+                              if not (p.code in (ProblemCode.GUESS, ProblemCode.AMBIGUOUS) and p.name in step.sources)]
         for target in candidates:
             if target not in reference:
                 continue
@@ -350,14 +351,14 @@ class _Planner:
             elif shape is not None and self.is_unit_axis_change(shape, want):
                 step.op = Op.FOLD_WEIGHT_NORM if step.op is Op.FOLD_WEIGHT_NORM else Op.RESHAPE
             else:
-                self.problem(Severity.WARNING, "shape_mismatch", target,
+                self.problem(Severity.WARNING, ProblemCode.SHAPE_MISMATCH, target,
                              f"{target}: the reference has {want}, the input gives {shape}")
             if step.target != target or step.confidence is Confidence.GUESS:
                 step.reason += f"; the reference names {target}"
             step.target, step.target_shape = target, list(want)
             step.confidence = Confidence.REFERENCE
             return
-        self.problem(Severity.WARNING, "unexpected", step.sources[0] if step.sources else str(step.target),
+        self.problem(Severity.WARNING, ProblemCode.UNEXPECTED, step.sources[0] if step.sources else str(step.target),
                      f"{step.target}: not in the reference; not written")
         step.op, step.target, step.target_shape = Op.DROP, None, None
         step.reason += "; the reference has no such name"

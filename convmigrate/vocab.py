@@ -1,4 +1,5 @@
-"""The project's vocabulary: dtypes, file formats and weight layouts, spelled once.
+"""The project's vocabulary: dtypes, file formats, weight layouts, layer kinds and problem codes,
+spelled once.
 
 Every other module imports these names instead of spelling strings again. The dtype table is
 the single place that knows how PyTorch, NumPy, safetensors and MindSpore name the same
@@ -81,16 +82,6 @@ BY_SAFETENSORS: dict[str, DType] = {d.safetensors: d for d in DTYPES.values()}
 BY_TORCH_STORAGE: dict[str, DType] = {
     d.torch_storage: d for d in DTYPES.values() if d.torch_storage is not None
 }
-
-
-def dtype_named(name: str) -> DType:
-    """The DType called `name` in PyTorch's spelling ("float32", "torch.float32" also works)."""
-    key = name.removeprefix("torch.")
-    aliases = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}
-    key = aliases.get(key, key)
-    if key not in DTYPES:
-        raise KeyError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
-    return DTYPES[key]
 
 
 class Framework(str, enum.Enum):
@@ -188,3 +179,88 @@ class Layout(str, enum.Enum):
 
 # MindSpore's save_checkpoint writes a tensor larger than this as several same-tag values.
 MINDSPORE_SPLIT_BYTES = 512 * 1024 * 1024
+
+
+class LayerKind(enum.StrEnum):
+    """What a layer is: its module class, in PyTorch's spelling (the value reports and layers JSON use).
+
+    The name rules rarely know this much (LayerNorm and GroupNorm have the same parameters): they
+    decide a `ParamFamily`. `--model`, a layers JSON or a constructor expression name the kind.
+    """
+
+    CONV1D = "Conv1d"
+    CONV_TRANSPOSE1D = "ConvTranspose1d"
+    CONV2D = "Conv2d"
+    LINEAR = "Linear"
+    BATCH_NORM1D = "BatchNorm1d"
+    LAYER_NORM = "LayerNorm"
+    GROUP_NORM = "GroupNorm"
+    INSTANCE_NORM1D = "InstanceNorm1d"
+    EMBEDDING = "Embedding"
+    PRELU = "PReLU"
+
+    @property
+    def is_conv(self) -> bool:
+        """A 1-D conv: the kinds whose weight changes layout and whose hyperparameters translate."""
+        return self in (LayerKind.CONV1D, LayerKind.CONV_TRANSPOSE1D)
+
+    @property
+    def family(self) -> ParamFamily:
+        """The parameter family of this kind (InstanceNorm1d: BatchNorm's when it tracks statistics)."""
+        return _FAMILY_OF_KIND[self]
+
+
+class ParamFamily(enum.StrEnum):
+    """Layer kinds whose parameters are named and shaped alike: what the name rules decide.
+
+    rules/names.py maps each family's parameter names across frameworks; the user's TOML rules may
+    add families of their own (plain strings beside these members).
+    """
+
+    CONV1D = "Conv1d"  # Conv1d, ConvTranspose1d: same names, the weight gains/loses the unit axis
+    CONV2D = "Conv2d"  # Conv2d: same names and shapes in both frameworks
+    LINEAR = "Linear"  # Linear <-> Dense: same names and shapes
+    BATCH_NORM = "BatchNorm"  # BatchNorm, InstanceNorm with running statistics: gamma/beta/moving_*
+    NORM = "Norm"  # LayerNorm, GroupNorm, affine InstanceNorm: gamma/beta
+    EMBEDDING = "Embedding"  # weight <-> embedding_table
+    PRELU = "PReLU"  # weight <-> w
+
+
+_FAMILY_OF_KIND: dict[LayerKind, ParamFamily] = {
+    LayerKind.CONV1D: ParamFamily.CONV1D,
+    LayerKind.CONV_TRANSPOSE1D: ParamFamily.CONV1D,
+    LayerKind.CONV2D: ParamFamily.CONV2D,
+    LayerKind.LINEAR: ParamFamily.LINEAR,
+    LayerKind.BATCH_NORM1D: ParamFamily.BATCH_NORM,
+    LayerKind.LAYER_NORM: ParamFamily.NORM,
+    LayerKind.GROUP_NORM: ParamFamily.NORM,
+    LayerKind.INSTANCE_NORM1D: ParamFamily.NORM,
+    LayerKind.EMBEDDING: ParamFamily.EMBEDDING,
+    LayerKind.PRELU: ParamFamily.PRELU,
+}
+
+
+class ProblemCode(enum.StrEnum):
+    """Why a tensor needs the user's attention: in a plan (`Problem.code`) or a verification.
+
+    The value is what `--report` writes as `code`.
+    """
+
+    # the plan: decisions the user should confirm, or cannot be made
+    GUESS = "guess"  # an uncertain rule decided the layer kind
+    AMBIGUOUS = "ambiguous"  # undecided: neither shapes nor names tell the layer; names kept
+    WEIGHT_NORM = "weight_norm"  # a weight-normalised layer kept as a pair (or whose pair does not fit)
+    MISSING = "missing"  # the output lacks it: a reference name the input does not produce, or
+    # (verification) a tensor the converted file should hold and does not
+    UNEXPECTED = "unexpected"  # an input tensor that the reference does not have: not written
+    SHAPE_MISMATCH = "shape_mismatch"  # the reference has the name with another shape
+    DUPLICATE = "duplicate"  # two inputs would be written under one name
+    PATTERN = "pattern"  # a --conv1d pattern names something that is not a Conv1d weight
+    # the verification: what the converted file gets wrong (each names the tensor and its layer)
+    EXTRA = "extra"  # a tensor of the converted file that no tensor of the original produces
+    RENAMED = "renamed"  # an original tensor's bytes under a name it should not have
+    DTYPE = "dtype"  # another element type than the original's
+    SHAPE = "shape"  # another shape than the conversion gives
+    BYTES = "bytes"  # moved bytes that are not the original's, bit for bit
+    NUMERICS = "numerics"  # a layer that computes something else than the original
+    UNCHECKABLE = "uncheckable"  # a layer verification could not run (its result is not a proof)

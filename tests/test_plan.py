@@ -6,7 +6,7 @@ import pytest
 
 from convmigrate.plan import Direction, Op, PlanOptions, SourceInfo, build_plan
 from convmigrate.rules.user import load_rules
-from convmigrate.vocab import Layout
+from convmigrate.vocab import Layout, ProblemCode
 
 T2M, M2T = Direction.TORCH_TO_MS, Direction.MS_TO_TORCH
 
@@ -74,7 +74,7 @@ def test_weight_norm_is_reported_without_the_flag_and_folded_with_it():
     entries = [("pos.parametrizations.weight.original0", (1, 1, 5)),
                ("pos.parametrizations.weight.original1", (8, 2, 5)), ("pos.bias", (8,))]
     unfolded = plan_of(T2M, entries)
-    assert [p.code for p in unfolded.problems] == ["weight_norm"]
+    assert [p.code for p in unfolded.problems] == [ProblemCode.WEIGHT_NORM]
     assert "--fold-weight-norm" in unfolded.problems[0].message
     folded = plan_of(T2M, entries, fold_weight_norm=True)
     fold = next(s for s in folded.steps if s.op is Op.FOLD_WEIGHT_NORM)
@@ -91,19 +91,19 @@ def test_guesses_are_warnings_and_strict_makes_them_fail():
     entries = [("enc.emb.weight", (10, 4))]
     plan = plan_of(T2M, entries)
     assert outcome(plan) == {("enc.emb.weight",): ("enc.emb.embedding_table", "rename", (10, 4))}
-    assert [p.code for p in plan.problems] == ["guess"] and plan.failures() == []
+    assert [p.code for p in plan.problems] == [ProblemCode.GUESS] and plan.failures() == []
     assert plan_of(T2M, entries, strict=True).failures()
 
 
 def test_a_lone_1d_weight_without_a_hint_is_ambiguous_and_kept():
     plan = plan_of(T2M, [("mystery.weight", (4,))])
     assert outcome(plan) == {("mystery.weight",): ("mystery.weight", "copy", (4,))}
-    assert [p.code for p in plan.problems] == ["ambiguous"]
+    assert [p.code for p in plan.problems] == [ProblemCode.AMBIGUOUS]
 
 
 def test_mindspore_conv_is_a_guess_unless_a_pattern_names_it():
     entries = [("c.weight", (8, 4, 1, 3))]
-    assert [p.code for p in plan_of(M2T, entries).problems] == ["guess"]
+    assert [p.code for p in plan_of(M2T, entries).problems] == [ProblemCode.GUESS]
     named = plan_of(M2T, entries, conv1d_patterns=["c.*"])
     assert named.problems == [] and named.steps[0].confidence.value == "pattern"
 
@@ -115,7 +115,7 @@ def test_exclude_keeps_a_tensor_untouched():
 
 def test_a_pattern_naming_a_non_conv_is_an_error():
     plan = plan_of(T2M, [("fc.weight", (3, 4)), ("fc.bias", (3,))], conv1d_patterns=["fc.weight"])
-    assert [p.code for p in plan.failures()] == ["pattern"]
+    assert [p.code for p in plan.failures()] == [ProblemCode.PATTERN]
 
 
 def test_reference_decides_names_and_shapes():
@@ -129,12 +129,12 @@ def test_reference_decides_names_and_shapes():
         ("extra.weight",): (None, "drop", None),
     }
     codes = sorted((p.code, p.name) for p in plan.problems)
-    assert codes == [("missing", "head.weight"), ("unexpected", "extra.weight")]
+    assert codes == [(ProblemCode.MISSING, "head.weight"), (ProblemCode.UNEXPECTED, "extra.weight")]
 
 
 def test_reference_reports_shape_mismatch():
     plan = plan_of(T2M, [("c.weight", (8, 4, 3))], reference={"c.weight": (8, 4, 1, 5)})
-    assert [p.code for p in plan.problems] == ["shape_mismatch"]
+    assert [p.code for p in plan.problems] == [ProblemCode.SHAPE_MISMATCH]
 
 
 def test_user_rules_extend_the_tables(tmp_path):

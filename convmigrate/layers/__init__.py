@@ -19,8 +19,8 @@ from convmigrate.layers.codegen import constructor_code, layer_code
 from convmigrate.layers.model import FACTORY_PATTERN, layers_from_model, module_layers
 from convmigrate.layers.parse import bind, parse_layer_expression
 from convmigrate.layers.spec import (
+    TRANSLATED_KINDS,
     LayerExpressionError,
-    LayerKind,
     LayerRecord,
     LayerSpec,
     LayerTranslationError,
@@ -34,10 +34,10 @@ from convmigrate.layers.spec import (
 from convmigrate.layers.tables import SIGNATURES
 from convmigrate.layers.translate import translate_kwargs
 from convmigrate.layers.verify import verify_spec
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 __all__ = [
-    "LayerExpressionError", "LayerKind", "LayerRecord", "LayerSpec", "LayerTranslationError", "PostCrop", "PrePad",
+    "TRANSLATED_KINDS", "LayerExpressionError", "LayerKind", "LayerRecord", "LayerSpec", "LayerTranslationError", "PostCrop", "PrePad",
     "UnverifiedTranslationError", "bind", "constructor_code", "layer_code", "layers_document", "layers_from_model",
     "module_layers", "parse_layer_expression", "read_layers_json", "translate_layer", "translate_source",
     "verify_spec", "write_layers_json",

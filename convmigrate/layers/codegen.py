@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from convmigrate.layers.spec import LayerKind, LayerSpec
+from convmigrate.layers.spec import LayerSpec
 from convmigrate.layers.tables import REQUIRED, SIGNATURES
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 MODULE = {Framework.TORCH: "torch.nn", Framework.MINDSPORE: "mindspore.nn"}
 PAD_FUNCTION = {Framework.TORCH: "torch.nn.functional.pad", Framework.MINDSPORE: "mindspore.ops.pad"}

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from convmigrate.layers.spec import LayerExpressionError, LayerKind
+from convmigrate.layers.spec import LayerExpressionError
 from convmigrate.layers.tables import TORCH_SIGNATURES
+from convmigrate.vocab import LayerKind
 
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 

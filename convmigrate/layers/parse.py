@@ -15,9 +15,9 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from convmigrate.layers.spec import LayerExpressionError, LayerKind
+from convmigrate.layers.spec import LayerExpressionError
 from convmigrate.layers.tables import MODULE_PREFIXES, REQUIRED, SIGNATURES, Signature, kinds_by_class_name
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 MAX_EXPRESSION_CHARS = 2000
 

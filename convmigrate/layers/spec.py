@@ -16,7 +16,6 @@ translation is exact for every input length, and the error measured when it was 
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,25 +23,15 @@ from typing import Any
 
 from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats.atomic import atomic_output
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 
-class LayerKind(str, enum.Enum):
-    """A layer whose hyperparameters the migration translates. The value is PyTorch's class name."""
-
-    CONV1D = "Conv1d"
-    CONV_TRANSPOSE1D = "ConvTranspose1d"
-    BATCH_NORM1D = "BatchNorm1d"
-    LAYER_NORM = "LayerNorm"
-    GROUP_NORM = "GroupNorm"
-    INSTANCE_NORM1D = "InstanceNorm1d"
-    EMBEDDING = "Embedding"
-    PRELU = "PReLU"
-
-    @property
-    def is_conv(self) -> bool:
-        return self in (LayerKind.CONV1D, LayerKind.CONV_TRANSPOSE1D)
-
+# The layer kinds whose hyperparameters this package translates (layers/tables.py has their
+# constructor signatures in both frameworks).
+TRANSLATED_KINDS: tuple[LayerKind, ...] = (
+    LayerKind.CONV1D, LayerKind.CONV_TRANSPOSE1D, LayerKind.BATCH_NORM1D, LayerKind.LAYER_NORM,
+    LayerKind.GROUP_NORM, LayerKind.INSTANCE_NORM1D, LayerKind.EMBEDDING, LayerKind.PRELU,
+)
 
 # Padding modes shared by torch.nn.functional.pad and mindspore.ops.pad (same names, measured
 # equal in tests/test_layers_frameworks.py::test_pad_modes_agree).
@@ -72,16 +61,6 @@ class PrePad:
 
     def to_json(self) -> dict:
         return {"mode": self.mode, "pads": [self.left, self.right], "value": self.value}
-
-    @classmethod
-    def from_json(cls, data: dict) -> PrePad:
-        try:
-            mode, (left, right) = data["mode"], data["pads"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LayerTranslationError(f"pre_pad must be {{'mode', 'pads': [left, right], 'value'}}, got {data!r}") from exc
-        if mode not in PAD_MODES:
-            raise LayerTranslationError(f"pre_pad mode {mode!r} is not one of {', '.join(PAD_MODES)}")
-        return cls(mode, int(left), int(right), float(data.get("value", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -198,11 +177,10 @@ def read_layers_json(path: Path | str, default_source: Framework) -> list[LayerR
         where = f"{path}: layers[{index}]"
         if not isinstance(layer, dict):
             raise LayerTranslationError(f"{where} is not an object")
-        try:
-            kind = LayerKind(layer.get("kind"))
-        except ValueError:
-            known = ", ".join(k.value for k in LayerKind)
-            raise LayerTranslationError(f"{where}: kind {layer.get('kind')!r} is not one of {known}") from None
+        kind = next((k for k in TRANSLATED_KINDS if k.value == layer.get("kind")), None)
+        if kind is None:
+            known = ", ".join(k.value for k in TRANSLATED_KINDS)
+            raise LayerTranslationError(f"{where}: kind {layer.get('kind')!r} is not one of {known}")
         try:
             source = Framework(layer.get("source", default_source.value))
         except ValueError:

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convmigrate.layers.spec import LayerKind
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 
 class _Required:
@@ -180,7 +179,6 @@ RENAMES[LayerKind.CONV_TRANSPOSE1D] = RENAMES[LayerKind.CONV1D]
 # PyTorch: padding int/tuple pads both sides; 'valid' none; 'same' pads d*(K-1) in total with
 # the odd element on the RIGHT (measured: test_torch_same_pads_extra_on_the_right; the seed
 # document says left, which is wrong). padding_mode picks the fill; it is ignored for 'valid'.
-TORCH_PADDING_FORMS = ("int", "valid", "same")
 TORCH_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # PyTorch padding_mode -> the pad mode of torch.nn.functional.pad / mindspore.ops.pad.

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from convmigrate.layers.parse import bind
-from convmigrate.layers.spec import LayerKind, LayerSpec, LayerTranslationError, PostCrop, PrePad
+from convmigrate.layers.spec import LayerSpec, LayerTranslationError, PostCrop, PrePad
 from convmigrate.layers.tables import (
     MS_PAD_MODES,
     MS_TO_TORCH_CONV_RULES,
@@ -31,7 +31,7 @@ from convmigrate.layers.tables import (
     TORCH_PADDING_MODES,
     TORCH_TO_MS_CONV_RULES,
 )
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 TORCH, MS = Framework.TORCH, Framework.MINDSPORE
 

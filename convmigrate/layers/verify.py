@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from convmigrate import numerics
-from convmigrate.layers.spec import LayerKind, LayerSpec, PostCrop, PrePad, UnverifiedTranslationError
-from convmigrate.vocab import Framework
+from convmigrate.layers.spec import LayerSpec, PostCrop, PrePad, UnverifiedTranslationError
+from convmigrate.vocab import Framework, LayerKind
 
 # torch.nn.functional.pad / mindspore.ops.pad mode -> numpy.pad mode.
 _NUMPY_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, ParamFamily
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,12 @@ class ParamName:
     mindspore: str | None
 
 
-# Layer kind -> its parameters. Kinds not listed (Linear/Dense, Conv1d) keep their names.
-PARAM_NAMES: dict[str, tuple[ParamName, ...]] = {
+# Parameter family -> its parameters. Families not listed (Conv2d) keep their names. The user's
+# TOML rules add families of their own (keyed by plain strings).
+PARAM_NAMES: dict[ParamFamily | str, tuple[ParamName, ...]] = {
     # torch.nn.BatchNorm1d/2d and InstanceNorm1d(track_running_stats=True)
     #   <-> mindspore.nn.BatchNorm1d / InstanceNorm1d
-    "BatchNorm": (
+    ParamFamily.BATCH_NORM: (
         ParamName("weight", "gamma"),
         ParamName("bias", "beta"),
         ParamName("running_mean", "moving_mean"),
@@ -39,16 +40,16 @@ PARAM_NAMES: dict[str, tuple[ParamName, ...]] = {
         ParamName("num_batches_tracked", None),
     ),
     # torch.nn.LayerNorm / GroupNorm / affine InstanceNorm <-> mindspore.nn.LayerNorm / GroupNorm
-    "Norm": (ParamName("weight", "gamma"), ParamName("bias", "beta")),
+    ParamFamily.NORM: (ParamName("weight", "gamma"), ParamName("bias", "beta")),
     # torch.nn.Embedding <-> mindspore.nn.Embedding
-    "Embedding": (ParamName("weight", "embedding_table"),),
+    ParamFamily.EMBEDDING: (ParamName("weight", "embedding_table"),),
     # torch.nn.PReLU <-> mindspore.nn.PReLU
-    "PReLU": (ParamName("weight", "w"),),
+    ParamFamily.PRELU: (ParamName("weight", "w"),),
     # torch.nn.Linear <-> mindspore.nn.Dense: same names
-    "Linear": (ParamName("weight", "weight"), ParamName("bias", "bias")),
+    ParamFamily.LINEAR: (ParamName("weight", "weight"), ParamName("bias", "bias")),
     # torch.nn.Conv1d / ConvTranspose1d <-> mindspore.nn.Conv1d / Conv1dTranspose: same names,
     # the weight gains or loses the unit axis (rules/conv.py)
-    "Conv1d": (ParamName("weight", "weight"), ParamName("bias", "bias")),
+    ParamFamily.CONV1D: (ParamName("weight", "weight"), ParamName("bias", "bias")),
 }
 
 # Layer names that hint at a kind when the parameters alone cannot tell (a lone 2-D `weight` is
@@ -67,7 +68,7 @@ class KindRule:
     layer's name. `certain` False marks a guess the user should confirm (a report, or --strict).
     """
 
-    kind: str
+    kind: ParamFamily | str
     framework: Framework
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
@@ -87,7 +88,7 @@ class KindRule:
         return self.name_hint is None or re.search(self.name_hint, layer, re.IGNORECASE) is not None
 
 
-def _rule(kind: str, framework: Framework, required: Iterable[str], optional: Iterable[str] = (), **kw) -> KindRule:
+def _rule(kind: ParamFamily | str, framework: Framework, required: Iterable[str], optional: Iterable[str] = (), **kw) -> KindRule:
     return KindRule(kind, framework, frozenset(required), frozenset(optional), **kw)
 
 
@@ -95,28 +96,33 @@ T, M = Framework.TORCH, Framework.MINDSPORE
 # First match wins, so the more specific rules come first.
 KIND_RULES: tuple[KindRule, ...] = (
     # PyTorch side
-    _rule("BatchNorm", T, {"running_mean", "running_var"}, {"weight", "bias", "num_batches_tracked"},
+    _rule(ParamFamily.BATCH_NORM, T, {"running_mean", "running_var"}, {"weight", "bias", "num_batches_tracked"},
           why="has running_mean/running_var"),
-    _rule("Norm", T, {"weight", "bias"}, weight_ndim=1, why="1-D weight and bias"),
-    _rule("Conv1d", T, {"weight"}, {"bias"}, weight_ndim=3, why="3-D weight"),
-    _rule("Linear", T, {"weight", "bias"}, weight_ndim=2, why="2-D weight and bias"),
-    _rule("Embedding", T, {"weight"}, weight_ndim=2, name_hint=_EMBEDDING_HINT, certain=False,
+    _rule(ParamFamily.NORM, T, {"weight", "bias"}, weight_ndim=1, why="1-D weight and bias"),
+    _rule(ParamFamily.CONV1D, T, {"weight"}, {"bias"}, weight_ndim=3, why="3-D weight"),
+    _rule(ParamFamily.LINEAR, T, {"weight", "bias"}, weight_ndim=2, why="2-D weight and bias"),
+    _rule(ParamFamily.EMBEDDING, T, {"weight"}, weight_ndim=2, name_hint=_EMBEDDING_HINT, certain=False,
           why="lone 2-D weight in a layer named like an embedding"),
-    _rule("Linear", T, {"weight"}, weight_ndim=2, certain=False,
+    _rule(ParamFamily.LINEAR, T, {"weight"}, weight_ndim=2, certain=False,
           why="lone 2-D weight: a bias-free Linear (an Embedding would need --rules or --reference)"),
-    _rule("PReLU", T, {"weight"}, weight_ndim=1, name_hint=_PRELU_HINT, certain=False,
+    _rule(ParamFamily.PRELU, T, {"weight"}, weight_ndim=1, name_hint=_PRELU_HINT, certain=False,
           why="lone 1-D weight in a layer named like a PReLU"),
-    _rule("Norm", T, {"weight"}, weight_ndim=1, name_hint=_NORM_HINT, certain=False,
+    _rule(ParamFamily.NORM, T, {"weight"}, weight_ndim=1, name_hint=_NORM_HINT, certain=False,
           why="lone 1-D weight in a layer named like a norm (bias-free LayerNorm)"),
     # MindSpore side
-    _rule("BatchNorm", M, {"moving_mean", "moving_variance"}, {"gamma", "beta"}, why="has moving_mean/moving_variance"),
-    _rule("Norm", M, {"gamma"}, {"beta"}, why="has gamma"),
-    _rule("Embedding", M, {"embedding_table"}, why="has embedding_table"),
-    _rule("PReLU", M, {"w"}, why="has w"),
-    _rule("Conv1d", M, {"weight"}, {"bias"}, weight_ndim=4, certain=False,
+    _rule(ParamFamily.BATCH_NORM, M, {"moving_mean", "moving_variance"}, {"gamma", "beta"}, why="has moving_mean/moving_variance"),
+    _rule(ParamFamily.NORM, M, {"gamma"}, {"beta"}, why="has gamma"),
+    _rule(ParamFamily.EMBEDDING, M, {"embedding_table"}, why="has embedding_table"),
+    _rule(ParamFamily.PRELU, M, {"w"}, why="has w"),
+    _rule(ParamFamily.CONV1D, M, {"weight"}, {"bias"}, weight_ndim=4, certain=False,
           why="4-D weight with a unit third axis (a Conv2d with a (1, K) kernel looks the same)"),
-    _rule("Linear", M, {"weight"}, {"bias"}, weight_ndim=2, why="2-D weight"),
+    _rule(ParamFamily.LINEAR, M, {"weight"}, {"bias"}, weight_ndim=2, why="2-D weight"),
 )
+
+
+def family_named(name: str) -> ParamFamily | str:
+    """A family by its value ("Norm" -> ParamFamily.NORM); a name the user's rules define stays a str."""
+    return next((family for family in ParamFamily if family.value == name), name)
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -130,8 +136,8 @@ def join_name(layer: str, suffix: str) -> str:
 
 
 @dataclass(frozen=True)
-class LayerKindGuess:
-    kind: str | None  # None: no rule matched; names are kept
+class FamilyGuess:
+    kind: ParamFamily | str | None  # None: no rule matched; names are kept
     certain: bool
     why: str
 
@@ -141,9 +147,9 @@ class NameRules:
     """The compiled tables: built-in rules plus the user's, looked up per layer."""
 
     kind_rules: list[KindRule] = field(default_factory=lambda: list(KIND_RULES))
-    param_names: dict[str, tuple[ParamName, ...]] = field(default_factory=lambda: dict(PARAM_NAMES))
-    # (layer-name glob, kind, why) from the user's TOML or --model: decides before any built-in rule
-    forced_kinds: list[tuple[str, str, str]] = field(default_factory=list)
+    param_names: dict[ParamFamily | str, tuple[ParamName, ...]] = field(default_factory=lambda: dict(PARAM_NAMES))
+    # (layer-name glob, family, why) from the user's TOML or --model: decides before any built-in rule
+    forced_kinds: list[tuple[str, ParamFamily | str, str]] = field(default_factory=list)
     # (torch prefix, mindspore prefix): module paths that differ between the two model codes
     prefixes: list[tuple[str, str]] = field(default_factory=list)
     # True when forced_kinds name every layer there is (torch2ms --model): no shape guessing
@@ -161,25 +167,25 @@ class NameRules:
         """Whether some layer kind would rename `suffix`: an unknown layer with it is ambiguous."""
         return any(self.rename(kind, suffix, source) not in ((False, suffix), (True, suffix)) for kind in self.param_names)
 
-    def classify(self, layer: str, params: Mapping[str, Sequence[int]], framework: Framework) -> LayerKindGuess:
+    def classify(self, layer: str, params: Mapping[str, Sequence[int]], framework: Framework) -> FamilyGuess:
         """The kind of `layer` given its parameters {suffix: shape} in `framework`'s naming."""
         from fnmatch import fnmatchcase
 
         for pattern, kind, why in self.forced_kinds:
             if fnmatchcase(layer, pattern):
-                return LayerKindGuess(kind, True, why)
+                return FamilyGuess(kind, True, why)
         if self.exclusive:
-            return LayerKindGuess(None, True, "not a module of the model that the migration renames")
+            return FamilyGuess(None, True, "not a module of the model that the migration renames")
         if framework is Framework.MINDSPORE and set(params) <= {"weight", "bias"}:
             weight = params.get("weight")
             if weight is not None and len(weight) == 4 and weight[2] != 1:
-                return LayerKindGuess(None, True, "4-D weight without a unit third axis (a Conv2d)")
+                return FamilyGuess(None, True, "4-D weight without a unit third axis (a Conv2d)")
         for rule in self.kind_rules:
             if rule.framework is framework and rule.matches(layer, params):
-                return LayerKindGuess(rule.kind, rule.certain, rule.why)
-        return LayerKindGuess(None, True, "no layer rule matches; names kept")
+                return FamilyGuess(rule.kind, rule.certain, rule.why)
+        return FamilyGuess(None, True, "no layer rule matches; names kept")
 
-    def rename(self, kind: str | None, suffix: str, source: Framework) -> tuple[bool, str | None]:
+    def rename(self, kind: ParamFamily | str | None, suffix: str, source: Framework) -> tuple[bool, str | None]:
         """(known, target suffix) for `suffix` of a `kind` layer; target None: no counterpart."""
         if kind is None:
             return False, suffix
@@ -190,6 +196,6 @@ class NameRules:
                 return True, param.torch
         return False, suffix
 
-    def created_on_torch_side(self, kind: str | None) -> list[str]:
+    def created_on_torch_side(self, kind: ParamFamily | str | None) -> list[str]:
         """Torch parameters with no MindSpore counterpart, which ms2torch must create."""
         return [p.torch for p in self.param_names.get(kind or "", ()) if p.mindspore is None]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convmigrate.errors import UsageError
-from convmigrate.rules.names import NameRules, ParamName
+from convmigrate.rules.names import NameRules, ParamName, family_named
 
 
 @dataclass
@@ -64,13 +64,13 @@ def load_rules(path: Path | None) -> UserRules:
         raise UsageError(f"{path}: unknown section(s) {sorted(unknown)}; use layer, param, prefix, conv1d")
     for index, param in enumerate(data.get("param", [])):
         where = f"{path}: [[param]] #{index + 1}"
-        kind = _strings(param, "kind", where)
+        kind = family_named(_strings(param, "kind", where))
         entry = ParamName(_strings(param, "torch", where), _strings(param, "mindspore", where, required=False))
         kept = [p for p in rules.names.param_names.get(kind, ()) if p.torch != entry.torch]
         rules.names.param_names[kind] = (*kept, entry)
     for index, layer in enumerate(data.get("layer", [])):
         where = f"{path}: [[layer]] #{index + 1}"
-        kind = _strings(layer, "kind", where)
+        kind = family_named(_strings(layer, "kind", where))
         if kind not in rules.names.param_names:
             raise UsageError(f"{where}: unknown kind {kind!r}; define its parameters with [[param]] first")
         pattern = _strings(layer, "match", where)

@@ -19,7 +19,7 @@ import numpy as np
 from convmigrate import numerics
 from convmigrate.entries import TensorEntry
 from convmigrate.plan import Direction
-from convmigrate.vocab import Framework
+from convmigrate.vocab import Framework, LayerKind
 
 # (rtol, atol) by weight dtype, relative to the largest output magnitude. Both sides compute
 # in float32 from the same values, so a correct conversion is off by rounding only; a wrong one
@@ -40,7 +40,7 @@ class ConvSetup:
     `pre_pad` / `post_crop` apply on the target side, around the target framework's layer.
     """
 
-    kind: str = "Conv1d"  # or "ConvTranspose1d"
+    kind: LayerKind = LayerKind.CONV1D  # or LayerKind.CONV_TRANSPOSE1D
     torch: Mapping[str, Any] = field(default_factory=dict)
     mindspore: Mapping[str, Any] = field(default_factory=lambda: {"pad_mode": "valid"})
     pre_pad: Any = None  # layers.spec.PrePad
@@ -50,7 +50,7 @@ class ConvSetup:
 
 
 PLAIN = ConvSetup()
-PLAIN_TRANSPOSED = ConvSetup(kind="ConvTranspose1d")
+PLAIN_TRANSPOSED = ConvSetup(kind=LayerKind.CONV_TRANSPOSE1D)
 
 
 def plain_setup(weight_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None) -> ConvSetup:
@@ -61,17 +61,17 @@ def plain_setup(weight_shape: tuple[int, ...], bias_shape: tuple[int, ...] | Non
     return PLAIN
 
 
-_FUNCTIONS: dict[tuple[str, str], Callable[..., np.ndarray]] = {
-    ("torch", "Conv1d"): numerics.torch_conv1d,
-    ("torch", "ConvTranspose1d"): numerics.torch_conv_transpose1d,
-    ("mindspore", "Conv1d"): numerics.ms_conv1d,
-    ("mindspore", "ConvTranspose1d"): numerics.ms_conv1d_transpose,
+_FUNCTIONS: dict[tuple[Framework, LayerKind], Callable[..., np.ndarray]] = {
+    (Framework.TORCH, LayerKind.CONV1D): numerics.torch_conv1d,
+    (Framework.TORCH, LayerKind.CONV_TRANSPOSE1D): numerics.torch_conv_transpose1d,
+    (Framework.MINDSPORE, LayerKind.CONV1D): numerics.ms_conv1d,
+    (Framework.MINDSPORE, LayerKind.CONV_TRANSPOSE1D): numerics.ms_conv1d_transpose,
 }
 
 
-def _semantics(framework: Framework, weight: np.ndarray) -> str:
-    """Which function reads `weight`: a 3-D weight is PyTorch's layout (mindspore.mint too)."""
-    return "torch" if framework is Framework.TORCH or weight.ndim == 3 else "mindspore"
+def _semantics(framework: Framework, weight: np.ndarray) -> Framework:
+    """Whose rules read `weight`: a 3-D weight is PyTorch's layout (mindspore.mint too)."""
+    return Framework.TORCH if framework is Framework.TORCH or weight.ndim == 3 else Framework.MINDSPORE
 
 
 @functools.cache
@@ -80,9 +80,9 @@ def _parameters(function: Callable[..., np.ndarray]) -> frozenset[str]:
     return frozenset(inspect.signature(function).parameters)
 
 
-def _run(semantics: str, setup: ConvSetup, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _run(semantics: Framework, setup: ConvSetup, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     function = _FUNCTIONS[(semantics, setup.kind)]
-    kwargs = setup.torch if semantics == "torch" else setup.mindspore
+    kwargs = setup.torch if semantics is Framework.TORCH else setup.mindspore
     accepted = _parameters(function)
     return function(x, weight, bias, **{k: v for k, v in kwargs.items() if k in accepted and k not in ("weight", "bias")})
 
@@ -107,7 +107,7 @@ def _input_lengths(setup: ConvSetup, kernel: int) -> list[int]:
     return lengths
 
 
-def _target_output(setup: ConvSetup, semantics: str, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _target_output(setup: ConvSetup, semantics: Framework, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     if not setup.described:
         return _run(semantics, setup, x, weight, bias)
     from convmigrate.layers.verify import apply_post_crop, apply_pre_pad
@@ -135,7 +135,7 @@ def original_side(
     """The random inputs and the original layer's outputs for them (float64)."""
     source_sem = _semantics(source_framework, original_weight)
     groups = _groups(setup)
-    in_channels = original_weight.shape[0] if setup.kind == "ConvTranspose1d" else original_weight.shape[1] * groups
+    in_channels = original_weight.shape[0] if setup.kind is LayerKind.CONV_TRANSPOSE1D else original_weight.shape[1] * groups
     pairs = []
     for length in _input_lengths(setup, original_weight.shape[-1]):
         x = rng.standard_normal((BATCH, in_channels, length)).astype(np.float32)
@@ -203,5 +203,5 @@ def setups_from_layers(path: Any, direction: Direction) -> dict[str, ConvSetup]:
 
 def setup_from_spec(spec: Any) -> ConvSetup:
     """A translated conv (layers.LayerSpec) as verification runs it."""
-    return ConvSetup(spec.kind.value, spec.torch, spec.mindspore, spec.pre_pad, spec.post_crop,
+    return ConvSetup(spec.kind, spec.torch, spec.mindspore, spec.pre_pad, spec.post_crop,
                      spec.length_multiple, described=True)

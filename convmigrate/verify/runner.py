@@ -25,7 +25,7 @@ from convmigrate.verify.conv import (
 )
 from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
 from convmigrate.verify.tensors import check_tensor
-from convmigrate.vocab import Format, Framework
+from convmigrate.vocab import Format, Framework, ParamFamily
 
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
 # release the GIL, so a second core verifies while the first walks the plan.
@@ -35,7 +35,7 @@ SMALL_CONV_STACK = 64  # smaller plain convs of one shape are checked this many 
 
 
 def _is_conv_weight(step: Step) -> bool:
-    return step.layer_kind == "Conv1d" and split_name(str(step.target))[1] == "weight" and step.op is not Op.DROP
+    return step.layer_kind is ParamFamily.CONV1D and split_name(str(step.target))[1] == "weight" and step.op is not Op.DROP
 
 
 def verify_migration(
