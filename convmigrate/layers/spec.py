@@ -25,7 +25,6 @@ from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats.atomic import atomic_output
 from convmigrate.vocab import Framework, LayerKind
 
-
 # The layer kinds whose hyperparameters this package translates (layers/tables.py has their
 # constructor signatures in both frameworks).
 TRANSLATED_KINDS: tuple[LayerKind, ...] = (
