@@ -53,6 +53,11 @@ class WriteError(ConvmigrateError):
 
 
 class CheckFailedError(ConvmigrateError):
-    """The result failed a check (verification, --strict). Exit code 1."""
+    """The result failed a check (verification, --strict). Exit code 1.
+
+    Raised by the Python API with the failing result attached (`error.result`, whose `to_json()`
+    is the report), so that a pipeline can still show what failed.
+    """
 
     exit_code = 1
+    result: object | None = None

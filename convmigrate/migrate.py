@@ -9,37 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import glob
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from convmigrate import __version__
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
-from convmigrate.errors import UsageError
+from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats import default_output, format_for_output, open_checkpoint, write_checkpoint
-from convmigrate.formats.atomic import check_output_path
-from convmigrate.plan import Direction, Op, Plan, PlanOptions, SourceInfo, Step, build_plan
+from convmigrate.formats.atomic import check_output_path, check_side_outputs
+from convmigrate.plan import Direction, Op, Plan, PlanOptions, Step, build_plan, source_infos
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
-from convmigrate.verify import (
-    BackgroundVerification,
-    ConvSetup,
-    Verification,
-    direction_between,
-    setup_from_spec,
-    setups_from_layers,
-    verify_migration,
-)
-from convmigrate.vocab import Format, Framework, LayerKind, Layout, ParamFamily, ProblemCode
+from convmigrate.verify import BackgroundVerification, Verification, setup_from_spec, setups_from_layers
+from convmigrate.vocab import Format, Layout
 
 
 @dataclass
 class MigrationRequest:
+    """Everything a torch2ms / ms2torch run is asked to do (the CLI's options, by name)."""
+
     input: Path
     direction: Direction
-    output: Path | None = None
-    output_format: str | None = None  # None: from the output's extension, else the target's default
+    output: Path | None = None  # None: beside the input, with the output format's extension
+    output_format: str | Format | None = None  # None: from the output's extension, else the target's default
     layout: Layout = Layout.NN
     reference: Path | None = None
     rules: Path | None = None
@@ -59,6 +54,19 @@ class MigrationRequest:
     rtol: float | None = None
     atol: float | None = None
     seed: int = 0
+    # Files the caller writes after the run ({"--report": path}): checked with the output before
+    # anything is written, so that a bad report path never fails a run whose output is already written.
+    side_outputs: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[Path]:
+        """Every file this run reads (never overwritten)."""
+        return [p for p in (self.input, self.reference, self.rules, self.layers) if p is not None]
+
+    def planned_output(self) -> tuple[Path, Format]:
+        """Where the output goes and in which format, before anything is read."""
+        fmt = format_for_output(self.output, self.output_format, self.direction.source.other)
+        return (self.output or default_output(self.input, fmt)), fmt
 
 
 @dataclass
@@ -74,12 +82,48 @@ class MigrationResult:
     verification: Verification | None = None
     layers_json: Path | None = None  # written beside the output with --model
 
+    def failures(self) -> list[str]:
+        """The names that fail this run: plan problems (errors, or every warning under --strict),
+        then failed layers and tensors of the verification."""
+        failed = [p.name for p in self.plan.failures()]
+        return failed + (self.verification.failures() if self.verification is not None else [])
 
-def source_infos(checkpoint: Checkpoint) -> list[SourceInfo]:
-    return [
-        SourceInfo(e.name, e.shape, e.dtype.name) if isinstance(e, TensorEntry) else SourceInfo(e.name, None, None)
-        for e in checkpoint.entries
-    ]
+    @property
+    def ok(self) -> bool:
+        return not self.failures()
+
+    def error(self) -> CheckFailedError | None:
+        """The error this result fails with (exit 1), or None."""
+        if self.plan.failures():
+            names = [p.name for p in self.plan.failures()]
+            return CheckFailedError(f"{len(names)} problem(s) fail this migration ({_some(names)}); nothing was written")
+        if self.verification is not None and not self.verification.passed:
+            return CheckFailedError(f"verification failed for {_some(self.verification.failures())}; "
+                                    "no output was kept")
+        return None
+
+    def to_json(self) -> dict:
+        """The report: what `--json` prints and `--report` writes (schema in the README)."""
+        return {
+            "convmigrate": __version__,
+            "command": self.plan.direction.value,
+            "input": {"path": str(self.request.input), "format": self.input_format.value},
+            "output": {"path": str(self.output), "format": self.output_format.value, "written": self.written},
+            "reference": str(self.request.reference) if self.request.reference else None,
+            "dry_run": self.request.dry_run,
+            "notes": self.notes,
+            "plan": self.plan.to_json(),
+            "verification": self.verification.to_json() if self.verification else None,
+            "layers_json": str(self.layers_json) if self.layers_json else None,
+            "failures": self.failures(),
+            "ok": self.ok,
+            "exit_code": 0 if self.ok else CheckFailedError.exit_code,
+        }
+
+
+def _some(names: list[str]) -> str:
+    """At most five names, then how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def reference_shapes(path: Path, trust_pickle: bool) -> dict[str, tuple[int, ...]]:
@@ -117,61 +161,36 @@ def target_entries(plan: Plan, checkpoint: Checkpoint) -> list[Entry]:
     return entries
 
 
-@dataclass
-class ModelLayers:
-    """What `--model` tells: each module's kind and parameter family, and the translated, verified layer specs."""
-
-    kinds: list[tuple[str, ParamFamily, LayerKind]]  # (module name, its parameters' family, its kind)
-    specs: list  # list[layers.LayerSpec], translated PyTorch -> MindSpore and verified
-
-    def conv_setups(self) -> dict[str, ConvSetup]:
-        return {spec.name: setup_from_spec(spec) for spec in self.specs if spec.kind.is_conv}
-
-    def notes(self) -> list[str]:
-        return [f"{spec.name}: {difference}" for spec in self.specs for difference in spec.default_differences]
-
-
-def model_layers(factory: str) -> ModelLayers:
-    """Build the user's model and read every module the migration and verification care about."""
-    import torch
-
-    from convmigrate.layers import module_layers, translate_layer
-    from convmigrate.layers.model import load_factory
-
-    model = load_factory(factory)()
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"--model {factory}: returned {type(model).__name__}, not a torch.nn.Module")
-    kinds: list[tuple[str, ParamFamily, LayerKind]] = []
-    specs = []
-    for name, kind, kwargs in module_layers(model):
-        family = kind.family
-        if kind is LayerKind.INSTANCE_NORM1D and kwargs.get("track_running_stats"):
-            family = ParamFamily.BATCH_NORM  # its running statistics are named like BatchNorm's
-        kinds.append((name, family, kind))
-        specs.append(translate_layer(kind, Framework.TORCH, kwargs, name))
-    kinds += [(name, LayerKind.LINEAR.family, LayerKind.LINEAR)
-              for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
-    return ModelLayers(kinds, specs)
-
-
 # Given the total tensor bytes to write, a context that yields a callback(bytes written).
 ProgressFactory = Callable[[int], contextlib.AbstractContextManager[Callable[[int], None]]]
 
 
-def _no_progress(_total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+def no_progress(_total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
     return contextlib.nullcontext(lambda _n: None)
 
 
-def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_progress) -> MigrationResult:
-    """Plan and (unless the plan fails or it is a dry run) write the migrated checkpoint."""
-    if request.output is not None:  # before anything else: "the output is the input" is the first thing to hear
-        check_output_path(request.output, [request.input], request.force)
-    output_format = format_for_output(request.output, request.output_format, request.direction.source.other)
+def run_migration(request: MigrationRequest, progress: ProgressFactory = no_progress) -> MigrationResult:
+    """Plan and (unless the plan fails or it is a dry run) write the migrated checkpoint.
+
+    Every path this run writes is checked once, first, before anything is read or written: "the
+    output is the input" or an unwritable report is the first thing to hear.
+    """
+    if request.output is not None and not request.dry_run:
+        check_output_path(request.output, request.inputs, request.force)  # "the output is the input" first
+    output, output_format = request.planned_output()
+    if request.output is None and not request.dry_run:
+        check_output_path(output, request.inputs, request.force)
+    side_outputs = dict(request.side_outputs)
+    if request.model is not None:
+        side_outputs["the layers JSON"] = layers_json_path(output)
+    check_side_outputs(side_outputs, request.inputs, [output])
     user_rules = load_rules(request.rules)
     from_model = None
     if request.model is not None:
         if request.direction is not Direction.TORCH_TO_MS:
             raise UsageError("--model names a PyTorch model: it applies to torch2ms")
+        from convmigrate.layers.model import model_layers
+
         from_model = model_layers(request.model)
         # The model's modules outrank every built-in rule, and only its convs are convs.
         user_rules.names.forced_kinds[:0] = [
@@ -191,17 +210,15 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
         strict=request.strict,
     )
     with open_checkpoint(request.input, trust_pickle=request.trust_pickle) as checkpoint:
-        output = request.output or default_output(request.input, output_format)
-        plan = build_plan(source_infos(checkpoint), options)
+        plan = build_plan(source_infos(checkpoint.entries), options)
         result = MigrationResult(request, checkpoint.format, output_format, output, plan, written=False,
                                  notes=list(checkpoint.notes) + (from_model.notes() if from_model else []))
         if request.dry_run or plan.failures():
             return result
-        if request.output is None:
-            check_output_path(output, [request.input], request.force)
         layers = setups_from_layers(request.layers, request.direction) if request.layers and request.verify else None
         if from_model is not None:
-            layers = {**from_model.conv_setups(), **(layers or {})}
+            from_spec = {spec.name: setup_from_spec(spec) for spec in from_model.specs if spec.kind.is_conv}
+            layers = {**from_spec, **(layers or {})}
         entries = target_entries(plan, checkpoint)
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
@@ -224,8 +241,7 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
             if verification is not None:
                 verification.start()
             with progress(result.tensor_bytes) as on_bytes:
-                write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc,
-                                 inputs=[request.input], force=request.force, on_bytes=on_bytes,
+                write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc, on_bytes=on_bytes,
                                  check=verified if verification is not None else None, durable=request.fsync)
         finally:
             if verification is not None:
@@ -241,57 +257,3 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = _no_pro
 def layers_json_path(output: Path) -> Path:
     """model.ckpt -> model.layers.json, beside it."""
     return output.with_name(output.name.rsplit(".", 1)[0] + ".layers.json")
-
-
-@dataclass
-class VerifyRequest:
-    original: Path
-    converted: Path
-    layers: Path | None = None
-    rules: Path | None = None
-    conv1d: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    rtol: float | None = None
-    atol: float | None = None
-    seed: int = 0
-    trust_pickle: bool = False
-
-
-# Plan problems that fail a verification: the converted file contradicts the plan.
-_FAILING_CODES = (ProblemCode.SHAPE_MISMATCH, ProblemCode.DUPLICATE, ProblemCode.PATTERN)
-
-
-@dataclass
-class VerifyResult:
-    plan: Plan
-    verification: Verification
-    original_format: Format
-    converted_format: Format
-
-    def failures(self) -> list[str]:
-        """Failed layers and tensors, and names whose shapes disagree with the plan."""
-        mismatched = [p.name for p in self.plan.problems if p.code in _FAILING_CODES]
-        return self.verification.failures() + mismatched
-
-
-def run_verification(request: VerifyRequest) -> VerifyResult:
-    """Pair ORIGINAL and CONVERTED by the migration's own plan (the converted file as the
-    reference) and prove every pair: convs numerically, the rest bit for bit."""
-    user_rules = load_rules(request.rules)
-    with open_checkpoint(request.original, trust_pickle=request.trust_pickle) as original, \
-            open_checkpoint(request.converted, trust_pickle=request.trust_pickle) as converted:
-        direction = direction_between(original, converted)
-        options = PlanOptions(
-            direction=direction,
-            rules=user_rules.names,
-            reference={e.name: e.shape for e in converted.tensors()},
-            conv1d_patterns=[*request.conv1d, *user_rules.conv1d],
-            exclude_patterns=[*request.exclude, *user_rules.exclude],
-            fold_weight_norm=True,
-            keep_extras=True,
-        )
-        plan = build_plan(source_infos(original), options)
-        layers = setups_from_layers(request.layers, direction) if request.layers else None
-        verification = verify_migration(plan, original, converted, layers=layers,
-                                        tolerance=(request.rtol, request.atol), seed=request.seed)
-        return VerifyResult(plan, verification, original.format, converted.format)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 
+from convmigrate.entries import Entry, TensorEntry
 from convmigrate.rules.conv import looks_like_conv1d, mindspore_to_torch_shape, torch_to_mindspore_shape
 from convmigrate.rules.extras import is_training_extra
 from convmigrate.rules.names import NameRules, join_name, split_name
@@ -419,3 +420,9 @@ def build_plan(sources: Sequence[SourceInfo], options: PlanOptions) -> Plan:
         ('reshape', [8, 4, 1, 3])
     """
     return _Planner(sources, options).build()
+
+
+def source_infos(entries: Iterable[Entry]) -> list[SourceInfo]:
+    """What the planner may know of a checkpoint's entries: names, shapes, dtypes (never bytes)."""
+    return [SourceInfo(e.name, e.shape, e.dtype.name) if isinstance(e, TensorEntry) else SourceInfo(e.name, None, None)
+            for e in entries]

@@ -163,7 +163,7 @@ def test_a_disk_error_during_a_file_copy_is_a_write_error(tmp_path, monkeypatch,
 
     monkeypatch.setattr(os, call, disk_full)
     with open_checkpoint(tmp_path / "model.pt") as checkpoint, pytest.raises(WriteError, match="No space left"):
-        write_checkpoint(tmp_path / "out.bin", checkpoint.entries, fmt, force=True)
+        write_checkpoint(tmp_path / "out.bin", checkpoint.entries, fmt)
     assert (tmp_path / "out.bin").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "out.bin"]
 

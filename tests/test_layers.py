@@ -221,14 +221,15 @@ def test_cli_prints_code(cli):
 def test_cli_model_factory_writes_layers_json(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "layers.json"
-    result = cli("layers", "tests.layer_models:small_encoder", "--to", "ms", "-o", out)
+    result = cli("layers", "tests.layer_models:small_encoder", "--to", "ms", "--report", out)
     assert result.exit_code == 0, result.stderr
     names = [layer["name"] for layer in json.loads(out.read_text())["layers"]]
     assert "block.conv" in names and "up" in names
     again = cli("layers", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(out.read_text())
-    assert cli("layers", "tests.layer_models:small_encoder", "-o", out).exit_code == 2  # exists, no --force
+    # The report of a layers JSON may not overwrite it (the input of this run).
+    assert cli("layers", out, "--report", out).exit_code == 2
 
 
 @pytest.mark.parametrize("args", [

@@ -100,7 +100,7 @@ def test_bad_rules_file_is_a_usage_error(cli, tmp_path):
 def test_wrong_direction_format_is_a_usage_error(cli, tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "m.pt")
     result = cli("torch2ms", tmp_path / "m.pt", "--format", "pt")
-    assert result.exit_code == 2 and "choose one of ms-safetensors, ckpt" in result.stderr
+    assert result.exit_code == 2 and "'pt' is not one of 'ckpt', 'safetensors'" in result.stderr
 
 
 def test_quiet_prints_nothing_on_success(cli, tmp_path):

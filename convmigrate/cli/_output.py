@@ -1,45 +1,63 @@
-"""Consoles and option types shared by every command."""
+"""What every command prints, and how: the consoles, safe text, tables, and the one output switch.
+
+Anything a file names (tensor names, values, notes, reasons, paths, error messages) is shown
+through `text()`: escaped by `convmigrate.text.printable` (control characters, invalid Unicode)
+and rendered as plain text, never as rich markup. Styles come only from this code.
+
+A terminal wraps tables at its width. A log (a pipe, a file, a CI step) never wraps: a name
+stays whole on its line however long it is, so that it can be searched for and copied.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
-from typing import Annotated
+from dataclasses import dataclass
 
-import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
+from rich.text import Text
 
-# Piped output (CI logs) gets 160 columns rather than rich's 80, so names stay on one line.
-_LOG_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-console = Console(width=_LOG_WIDTH)
-error_console = Console(stderr=True, width=_LOG_WIDTH)
+from convmigrate.reports import report_text
+from convmigrate.text import printable
 
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (for CI).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-TrustPickleOption = Annotated[
-    bool,
-    typer.Option(
-        "--trust-pickle",
-        help="Allow a torch.save file whose loading runs arbitrary pickle code. Only for files you trust.",
-    ),
-]
-NoFsyncOption = Annotated[
-    bool,
-    typer.Option(
-        "--no-fsync",
-        help="Rename the output into place without waiting for it to reach the disk, as cp and torch.save do: "
-        "faster on big files; a power loss soon after may leave a damaged file.",
-    ),
-]
-InputPath = Annotated[Path, typer.Argument(help="A checkpoint: .pt/.pth/.bin, .safetensors (or *.index.json), .ckpt.")]
+# How wide a line in a log may grow before rich folds it (a table row of several long names).
+LOG_WIDTH = 1 << 16
+
+
+class _Console(Console):
+    """A rich console that is only as wide as its terminal, and as wide as needed in a log."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal:
+            return super().size
+        return ConsoleDimensions(LOG_WIDTH, 25)
+
+
+console = _Console(highlight=False)
+error_console = _Console(stderr=True, highlight=False)
+
+
+def text(value: object, style: str = "") -> Text:
+    """`value` as plain text (never markup), with control characters and invalid Unicode escaped."""
+    return Text(printable(value), style=style)
+
+
+def line(*parts: str | Text | tuple[str, str]) -> Text:
+    """One output line from pieces: a str is data (escaped), (str, style) is this code's own label."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, tuple):
+            pieces.append(Text(part[0], style=part[1]))
+        elif isinstance(part, Text):
+            pieces.append(part)
+        else:
+            pieces.append(text(part))
+    return Text.assemble(*pieces)
 
 
 def table(*headers: str) -> Table:
-    """A plain table whose cells wrap instead of cutting names: logs must show whole names."""
+    """A plain table; its cells fold on a terminal only (a log is wide enough for whole names)."""
     grid = Table(box=None, header_style="bold")
     for header in headers:
         grid.add_column(header, overflow="fold")
@@ -47,13 +65,32 @@ def table(*headers: str) -> Table:
 
 
 # Tables longer than this are cut in normal runs (rich renders ~1 000 rows in seconds, and a CI
-# log needs the shape of the result, not every tensor); --dry-run and --report keep everything.
+# log needs the shape of the result, not every tensor); --dry-run, --json and --report keep everything.
 MAX_TABLE_ROWS = 40
 
 
 def print_capped(grid: Table, hidden: int, what: str) -> None:
-    """Print `grid`, then say how many rows of `what` were left out of it."""
+    """Print `grid`, then say how many rows of `what` were left out of it (if any)."""
     if grid.row_count:
         console.print(grid)
-    if hidden:
-        console.print(f"... and {hidden} more {what}", highlight=False)
+    if hidden > 0:
+        console.print(f"... and {hidden} more {what}")
+
+
+@dataclass
+class Output:
+    """One command's output switch: tables for people, one JSON object (--json), or nothing but
+    the error (--quiet). `--report FILE` is written by the library, the same object as --json."""
+
+    as_json: bool = False
+    quiet: bool = False
+
+    @property
+    def human(self) -> bool:
+        """Whether tables and progress are shown."""
+        return not (self.as_json or self.quiet)
+
+    def json(self, document: dict) -> None:
+        if self.as_json:
+            sys.stdout.write(report_text(document))  # the --report file's text, byte for byte
+            sys.stdout.flush()

@@ -11,7 +11,8 @@ from convmigrate.cli import convert, inspect, layers, migrate, verify
 
 app = typer.Typer(
     name="convmigrate",
-    help="Move Conv1d-heavy model weights between PyTorch and MindSpore, and prove the port numerically.",
+    help="Move Conv1d-heavy model weights between PyTorch and MindSpore, and prove the port numerically. "
+    "Exit codes: 0 success, 1 a check failed, 2 bad usage or an unreadable input.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,15 +32,20 @@ def _root(
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
-    """convmigrate: PyTorch <-> MindSpore checkpoints, Conv1d-aware, numerically verified."""
+    pass
 
 
-app.command("inspect")(inspect.inspect_command)
-app.command("convert")(convert.convert_command)
-app.command("torch2ms")(migrate.torch2ms_command)
-app.command("ms2torch")(migrate.ms2torch_command)
-app.command("verify")(verify.verify_command)
-app.command("layers")(layers.layers_command)
+# One line each in the command list (the full help, with examples, is `convmigrate COMMAND --help`).
+COMMANDS = {
+    "inspect": (inspect.inspect_command, "Show a checkpoint's format, tensors, plain values and Conv1d candidates."),
+    "convert": (convert.convert_command, "Rewrite a checkpoint in another file format, bit-exactly."),
+    "torch2ms": (migrate.torch2ms_command, "PyTorch checkpoint -> MindSpore, Conv1d weights reshaped, verified."),
+    "ms2torch": (migrate.ms2torch_command, "MindSpore checkpoint -> PyTorch, Conv1d weights reshaped, verified."),
+    "verify": (verify.verify_command, "Prove that a converted checkpoint computes what the original did."),
+    "layers": (layers.layers_command, "Translate layer hyperparameters between PyTorch and MindSpore, verified."),
+}
+for name, (function, summary) in COMMANDS.items():
+    app.command(name, short_help=summary)(function)
 
 
 def main() -> None:

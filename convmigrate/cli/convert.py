@@ -2,56 +2,55 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
+from convmigrate import api
 from convmigrate.cli._errors import reported_errors
-from convmigrate.cli._output import (
+from convmigrate.cli._output import Output, console, text
+from convmigrate.cli._progress import byte_progress
+from convmigrate.cli.options import (
+    ConvertFormatOption,
+    CrcOption,
     DebugOption,
     ForceOption,
     InputPath,
+    JsonOption,
     NoFsyncOption,
+    OutputOption,
     QuietOption,
+    ReportOption,
     TrustPickleOption,
-    console,
 )
-from convmigrate.cli._progress import byte_progress
-from convmigrate.formats import format_for_output, open_checkpoint, write_checkpoint
-from convmigrate.vocab import Format
-
-FormatOption = Annotated[
-    str | None,
-    typer.Option("--format", "-f", help="pt | safetensors | ckpt | ms-safetensors (default: from OUTPUT's extension)."),
-]
-CrcOption = Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail (.ckpt output).")]
 
 
 def convert_command(
     input_path: InputPath,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the converted checkpoint.")],
-    output_format: FormatOption = None,
+    output: OutputOption = None,
+    output_format: ConvertFormatOption = None,
     crc: CrcOption = False,
+    as_json: JsonOption = False,
+    report: ReportOption = None,
+    quiet: QuietOption = False,
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
-    quiet: QuietOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Rewrite a checkpoint in another file format, bit-exactly (no names or shapes change)."""
-    with reported_errors(debug):
-        fmt = format_for_output(output, output_format)
-        with open_checkpoint(input_path, trust_pickle=trust_pickle) as checkpoint:
-            metadata = dict(checkpoint.metadata)
-            if fmt is Format.SAFETENSORS and metadata.get("format") == "ms":
-                del metadata["format"]  # plain safetensors asked for: drop MindSpore's flavour mark
-            total = sum(e.nbytes for e in checkpoint.tensors())
-            with byte_progress(total, "converting", quiet) as advance:
-                write_checkpoint(
-                    output, checkpoint.entries, fmt, metadata=metadata, crc=crc,
-                    inputs=[input_path], force=force, on_bytes=advance, durable=not no_fsync,
-                )
-            count = len(checkpoint.entries)
-        if not quiet:
-            console.print(f"wrote {output} ({fmt.value}, {count} entries, {total:,} tensor bytes)", highlight=False)
+    """Rewrite a checkpoint in another file format, bit-exactly (no names or shapes change).
+
+    Examples:
+
+    \b
+      convmigrate convert model.pt -o model.safetensors
+      convmigrate convert model.safetensors --format pt           # -> model.pt
+      convmigrate convert model.pt -o model.ckpt --crc             # MindSpore's CRC32 tail
+      convmigrate convert model.pt -o weights.dat --format ckpt    # any name, explicit format
+      convmigrate convert sharded.safetensors.index.json -o model.safetensors
+    """
+    out = Output(as_json, quiet)
+    with reported_errors(debug, quiet):
+        result = api.convert(input_path, output, format=output_format, crc=crc, force=force, fsync=not no_fsync,
+                             trust_pickle=trust_pickle, report=report,
+                             progress=lambda total: byte_progress(total, "converting", not out.human))
+        out.json(result.to_json())
+        if out.human:
+            console.print(text(f"wrote {result.output} ({result.output_format.value}, {result.entries} entries, "
+                               f"{result.tensor_bytes:,} tensor bytes)"))

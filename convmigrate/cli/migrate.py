@@ -1,59 +1,54 @@
-"""`convmigrate torch2ms` and `convmigrate ms2torch`: the main job, as two thin commands."""
+"""`convmigrate torch2ms` and `convmigrate ms2torch`: the main job, as two thin commands.
+
+Each command is its signature (what Typer needs to parse it) and one call of the Python API
+with the same options by name; what is printed is rendered here from the returned result.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Annotated
 
-import typer
-from rich.markup import escape
+from rich.text import Text
 
-from convmigrate import __version__
-from convmigrate.cli._errors import reported_errors
-from convmigrate.cli._output import (
-    MAX_TABLE_ROWS,
+from convmigrate import api
+from convmigrate.cli._errors import raise_failure, reported_errors
+from convmigrate.cli._output import MAX_TABLE_ROWS, Output, console, line, print_capped, table, text
+from convmigrate.cli._progress import byte_progress
+from convmigrate.cli._summary import append_summary, migration_markdown
+from convmigrate.cli._verification import render_verification
+from convmigrate.cli.options import (
+    AtolOption,
+    Conv1dOption,
+    CrcOption,
     DebugOption,
+    DryRunOption,
+    ExcludeOption,
+    FoldOption,
     ForceOption,
     InputPath,
-    NoFsyncOption,
-    QuietOption,
-    TrustPickleOption,
-    console,
-    print_capped,
-    table,
-)
-from convmigrate.cli._progress import byte_progress
-from convmigrate.cli._verification import (
-    AtolOption,
+    JsonOption,
     JunitOption,
+    KeepExtrasOption,
     LayersOption,
+    LayoutOption,
+    MindSporeFormatOption,
+    ModelOption,
+    NoFsyncOption,
+    NoVerifyOption,
+    OutputOption,
+    QuietOption,
+    ReferenceOption,
+    ReportOption,
     RtolOption,
+    RulesOption,
     SeedOption,
-    dump_json,
-    render_verification,
-    write_junit,
+    StrictOption,
+    TorchFormatOption,
+    TrustPickleOption,
 )
-from convmigrate.errors import CheckFailedError
-from convmigrate.migrate import MigrationRequest, MigrationResult, run_migration
-from convmigrate.plan import Direction, Op, Severity
+from convmigrate.migrate import MigrationResult
+from convmigrate.plan import Op, Severity
 from convmigrate.vocab import Layout
-
-OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: beside the input, target extension).")]
-ReferenceOption = Annotated[Path | None, typer.Option("--reference", help="A checkpoint of the target model: exact names and shapes.")]
-RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file of extra name rules (see README).")]
-Conv1dOption = Annotated[list[str] | None, typer.Option("--conv1d", help="Glob of Conv1d weight names (repeatable).")]
-ExcludeOption = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of names to leave untouched (repeatable).")]
-FoldOption = Annotated[bool, typer.Option("--fold-weight-norm", help="Fold weight_g/weight_v (or parametrizations) into one weight.")]
-KeepExtrasOption = Annotated[bool, typer.Option("--keep-extras", help="Keep optimizer state, counters and plain values.")]
-StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on every guess and every reference mismatch.")]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")]
-ReportOption = Annotated[Path | None, typer.Option("--report", help="Write the plan and outcome as JSON (schema in README).")]
-NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Skip the numerical verification of the output.")]
-
-
-def _problem_style(severity: Severity, strict: bool) -> str:
-    return "red" if severity is Severity.ERROR or strict else "yellow"
 
 
 def _shape(shape: list[int] | None) -> str:
@@ -70,108 +65,70 @@ def render_plan(result: MigrationResult, full: bool) -> None:
         shape = _shape(step.source_shape)
         if step.target_shape is not None and step.target_shape != step.source_shape:
             shape += f" -> {_shape(step.target_shape)}"
-        grid.add_row("\n".join(step.sources) or "-", step.target or "-", step.op.value, shape,
-                     escape(f"{step.reason} [{step.confidence.value}]"))
+        sources = Text("\n").join(text(source) for source in step.sources) if step.sources else Text("-")
+        grid.add_row(sources, text(step.target or "-"), step.op.value, shape,
+                     text(f"{step.reason} [{step.confidence.value}]"))
     print_capped(grid, len(shown) - limit, "changed tensors (--dry-run lists every step, --report writes them)")
     for note in result.notes:
-        console.print(f"[cyan]note:[/] {note}", highlight=False)
+        console.print(line(("note: ", "cyan"), note))
     problems = plan.problems if full else plan.problems[:MAX_TABLE_ROWS]
     for problem in problems:
-        style = _problem_style(problem.severity, plan.strict)
-        console.print(f"[{style}]{problem.severity.value}:[/] {problem.message}", highlight=False)
+        style = "red" if problem.severity is Severity.ERROR or plan.strict else "yellow"
+        console.print(line((f"{problem.severity.value}: ", style), problem.message))
     if len(problems) < len(plan.problems):
         codes = Counter(p.code for p in plan.problems[len(problems):])
         console.print(f"... and {len(plan.problems) - len(problems)} more problems "
-                      f"({', '.join(f'{n} {code}' for code, n in codes.items())}; --report lists them)", highlight=False)
+                      f"({', '.join(f'{n} {code}' for code, n in codes.items())}; --report lists them)")
 
 
 def render_summary(result: MigrationResult) -> None:
     counts = result.plan.counts()
     summary = table("input", "output", *counts)
     summary.add_row(
-        f"{result.request.input} ({result.input_format.value})",
-        f"{result.output} ({result.output_format.value})" if result.written else "(not written)",
+        text(f"{result.request.input} ({result.input_format.value})"),
+        text(f"{result.output} ({result.output_format.value})" if result.written else "(not written)"),
         *(str(v) for v in counts.values()),
     )
     console.print(summary)
     if result.layers_json is not None:
-        console.print(f"layers: {result.layers_json} (check with: convmigrate verify ... --layers {result.layers_json})", highlight=False)
+        console.print(text(f"layers: {result.layers_json} (check with: convmigrate verify ... "
+                           f"--layers {result.layers_json})"))
 
 
-def report_json(result: MigrationResult, exit_code: int) -> dict:
-    return {
-        "convmigrate": __version__,
-        "command": result.plan.direction.value,
-        "input": {"path": str(result.request.input), "format": result.input_format.value},
-        "output": {"path": str(result.output), "format": result.output_format.value, "written": result.written},
-        "reference": str(result.request.reference) if result.request.reference else None,
-        "dry_run": result.request.dry_run,
-        "notes": result.notes,
-        "plan": result.plan.to_json(),
-        "verification": result.verification.to_json() if result.verification else None,
-        "layers_json": str(result.layers_json) if result.layers_json else None,
-        "ok": exit_code == 0,
-        "exit_code": exit_code,
-    }
-
-
-def _run(direction: Direction, request: MigrationRequest, report: Path | None, junit: Path | None,
-         quiet: bool, debug: bool) -> None:
-    with reported_errors(debug):
-        result = run_migration(request, progress=lambda total: byte_progress(total, direction.value, quiet))
-        failures = [p.name for p in result.plan.failures()]
-        failed_layers = result.verification.failures() if result.verification else []
-        exit_code = CheckFailedError.exit_code if failures or failed_layers else 0
-        if not quiet or failures:
-            render_plan(result, full=request.dry_run)
-        if result.verification is not None and (not quiet or failed_layers):
+def show_migration(result: MigrationResult, output: Output) -> None:
+    """Tables for people, the report for --json, nothing for --quiet; then the CI step summary."""
+    output.json(result.to_json())
+    if output.human:
+        render_plan(result, full=result.request.dry_run)
+        if result.verification is not None:
             render_verification(result.verification)
-        if not quiet:
-            render_summary(result)
-        if report is not None:
-            dump_json(report, report_json(result, exit_code))
-        if junit is not None and result.verification is not None:
-            write_junit(junit, result.verification, direction.value)
-        if failures:
-            raise CheckFailedError(f"{len(failures)} problem(s) fail this migration ({_names(failures)}); nothing was written")
-        if failed_layers:
-            raise CheckFailedError(f"verification failed for {_names(failed_layers)}; no output was kept")
-
-
-def _migrate(direction: Direction, input_path: Path, conv1d: list[str] | None, exclude: list[str] | None,
-             no_verify: bool, no_fsync: bool, report: Path | None, junit: Path | None, quiet: bool, debug: bool,
-             **fields: object) -> None:
-    """Both commands: every other option is a MigrationRequest field of the same name."""
-    request = MigrationRequest(input=input_path, direction=direction, conv1d=conv1d or [], exclude=exclude or [],
-                               verify=not no_verify, fsync=not no_fsync, **fields)  # type: ignore[arg-type]
-    _run(direction, request, report, junit, quiet, debug)
-
-
-def _names(names: list[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        render_summary(result)
+    append_summary(migration_markdown(result))
+    raise_failure(result)
 
 
 def torch2ms_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[str | None, typer.Option("--format", "-f", help="ckpt | safetensors (MindSpore flavour); default: from -o's extension, else ckpt.")] = None,
-    layout: Annotated[Layout, typer.Option("--layout", help="nn: mindspore.nn layers; mint: mindspore.mint.nn (PyTorch names and shapes).")] = Layout.NN,
+    output_format: MindSporeFormatOption = None,
+    layout: LayoutOption = Layout.NN,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,
     exclude: ExcludeOption = None,
     fold_weight_norm: FoldOption = False,
     keep_extras: KeepExtrasOption = False,
-    crc: Annotated[bool, typer.Option("--crc", help="Append MindSpore's CRC32 tail to a .ckpt.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code): exact layer kinds, real conv hyperparameters, a layers JSON beside the output.")] = None,
+    crc: CrcOption = False,
+    model: ModelOption = None,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
-    report: ReportOption = None,
     no_verify: NoVerifyOption = False,
     layers: LayersOption = None,
     rtol: RtolOption = None,
     atol: AtolOption = None,
     seed: SeedOption = 0,
+    as_json: JsonOption = False,
+    report: ReportOption = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
@@ -179,14 +136,33 @@ def torch2ms_command(
     trust_pickle: TrustPickleOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), Conv1d weights reshaped, names mapped."""
-    _migrate(Direction.TORCH_TO_MS, **locals())
+    """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), Conv1d weights reshaped, names mapped,
+    the output verified before it takes its name.
+
+    Examples:
+
+    \b
+      convmigrate torch2ms model.pt                     # -> model.ckpt, verified
+      convmigrate torch2ms model.pt -o model.safetensors --fold-weight-norm
+      convmigrate torch2ms model.pt --reference fresh_ms_net.ckpt --strict
+      convmigrate torch2ms model.pt --dry-run           # the plan only
+      convmigrate torch2ms model.pt -q --report r.json --junit r.xml   # a CI step
+    """
+    out = Output(as_json, quiet)
+    with reported_errors(debug, quiet):
+        show_migration(api.torch2ms(
+            input_path, output, format=output_format, layout=layout, reference=reference, rules=rules,
+            conv1d=conv1d or (), exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras,
+            crc=crc, model=model, strict=strict, dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol,
+            atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle, report=report,
+            junit=junit, check=False, progress=lambda total: byte_progress(total, "torch2ms", not out.human),
+        ), out)
 
 
 def ms2torch_command(
     input_path: InputPath,
     output: OutputOption = None,
-    output_format: Annotated[str | None, typer.Option("--format", "-f", help="pt | safetensors; default: from -o's extension, else pt.")] = None,
+    output_format: TorchFormatOption = None,
     reference: ReferenceOption = None,
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,
@@ -195,12 +171,13 @@ def ms2torch_command(
     keep_extras: KeepExtrasOption = False,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
-    report: ReportOption = None,
     no_verify: NoVerifyOption = False,
     layers: LayersOption = None,
     rtol: RtolOption = None,
     atol: AtolOption = None,
     seed: SeedOption = 0,
+    as_json: JsonOption = False,
+    report: ReportOption = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
     force: ForceOption = False,
@@ -208,5 +185,24 @@ def ms2torch_command(
     trust_pickle: TrustPickleOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """MindSpore checkpoint -> PyTorch (.pt or safetensors), Conv1d weights reshaped, names mapped."""
-    _migrate(Direction.MS_TO_TORCH, **locals())
+    """MindSpore checkpoint -> PyTorch (.pt or safetensors), Conv1d weights reshaped, names mapped,
+    the output verified before it takes its name.
+
+    Examples:
+
+    \b
+      convmigrate ms2torch model.ckpt                   # -> model.pt, verified
+      convmigrate ms2torch model.ckpt -o model.safetensors
+      convmigrate ms2torch model.ckpt --reference fresh_torch_net.pt --strict
+      convmigrate ms2torch model.ckpt --keep-extras     # keep epoch_num, step_num, ...
+      convmigrate ms2torch model.ckpt --json > report.json
+    """
+    out = Output(as_json, quiet)
+    with reported_errors(debug, quiet):
+        show_migration(api.ms2torch(
+            input_path, output, format=output_format, reference=reference, rules=rules, conv1d=conv1d or (),
+            exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict,
+            dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, force=force,
+            fsync=not no_fsync, trust_pickle=trust_pickle, report=report, junit=junit, check=False,
+            progress=lambda total: byte_progress(total, "ms2torch", not out.human),
+        ), out)

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
-from convmigrate import __version__
-from convmigrate.cli._errors import reported_errors
-from convmigrate.cli._output import DebugOption, QuietOption, TrustPickleOption, console
-from convmigrate.cli._verification import (
+from convmigrate import api
+from convmigrate.cli._errors import raise_failure, reported_errors
+from convmigrate.cli._output import Output, console, line
+from convmigrate.cli._summary import append_summary, verify_markdown
+from convmigrate.cli._verification import render_verification
+from convmigrate.cli.options import (
     AtolOption,
+    Conv1dOption,
+    ConvertedPath,
+    DebugOption,
+    ExcludeOption,
+    JsonOption,
     JunitOption,
     LayersOption,
+    OriginalPath,
+    QuietOption,
+    ReportOption,
     RtolOption,
+    RulesOption,
     SeedOption,
-    dump_json,
-    render_verification,
-    write_junit,
+    TrustPickleOption,
 )
-from convmigrate.cli.migrate import Conv1dOption, ExcludeOption, RulesOption
-from convmigrate.errors import CheckFailedError
-from convmigrate.migrate import VerifyRequest, run_verification
 
 
 def verify_command(
-    original: Annotated[Path, typer.Argument(help="The checkpoint before migration.")],
-    converted: Annotated[Path, typer.Argument(help="The migrated checkpoint.")],
+    original: OriginalPath,
+    converted: ConvertedPath,
     layers: LayersOption = None,
     rtol: RtolOption = None,
     atol: AtolOption = None,
@@ -35,39 +36,37 @@ def verify_command(
     rules: RulesOption = None,
     conv1d: Conv1dOption = None,
     exclude: ExcludeOption = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the result as JSON.")] = None,
+    as_json: JsonOption = False,
+    report: ReportOption = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
     trust_pickle: TrustPickleOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Run every Conv1d of ORIGINAL and CONVERTED under their frameworks' semantics and compare;
-    compare every other tensor bit for bit. Exit 1 names each failing layer."""
-    with reported_errors(debug):
-        result = run_verification(VerifyRequest(
-            original, converted, layers=layers, rules=rules, conv1d=conv1d or [], exclude=exclude or [],
-            rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle,
-        ))
-        failures = result.failures()
-        if not quiet or failures:
+    """Prove that CONVERTED computes what ORIGINAL did: every Conv1d run under both frameworks'
+    semantics, every other tensor compared bit for bit. Exit 1 names each failing layer.
+
+    Examples:
+
+    \b
+      convmigrate verify model.pt model.ckpt
+      convmigrate verify model.pt model.ckpt --layers model.layers.json   # real stride, padding, groups
+      convmigrate verify model.pt model.ckpt --rtol 1e-4 --atol 1e-5
+      convmigrate verify model.pt model.ckpt -q --junit verify.xml        # a CI step
+      convmigrate verify model.pt model.ckpt --json > verify.json
+    """
+    out = Output(as_json, quiet)
+    with reported_errors(debug, quiet):
+        result = api.verify(original, converted, layers=layers, rules=rules, conv1d=conv1d or (),
+                            exclude=exclude or (), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle,
+                            report=report, junit=junit, check=False)
+        out.json(result.to_json())
+        if out.human:
             render_verification(result.verification)
             for problem in result.plan.problems:
-                console.print(f"[yellow]{problem.code}:[/] {problem.message}", highlight=False)
-        if report is not None:
-            dump_json(report, {
-                "convmigrate": __version__,
-                "command": "verify",
-                "original": {"path": str(original), "format": result.original_format.value},
-                "converted": {"path": str(converted), "format": result.converted_format.value},
-                "direction": result.plan.direction.value,
-                "verification": result.verification.to_json(),
-                "problems": [p.to_json() for p in result.plan.problems],
-                "ok": not failures,
-            })
-        if junit is not None:
-            write_junit(junit, result.verification, "verify")
-        if failures:
-            raise CheckFailedError(f"verification failed for {', '.join(failures[:8])}" + (" ..." if len(failures) > 8 else ""))
-        if not quiet:
+                console.print(line((f"{problem.code}: ", "yellow"), problem.message))
+        append_summary(verify_markdown(result))
+        raise_failure(result)
+        if out.human:
             console.print(f"verified: {len(result.verification.layers)} conv layers match, "
-                          f"{len(result.verification.tensors)} other tensors bit-identical", highlight=False)
+                          f"{len(result.verification.tensors)} other tensors bit-identical")

@@ -44,20 +44,17 @@ def write_checkpoint(
     *,
     metadata: Mapping[str, str] | None = None,
     crc: bool = False,
-    inputs: Sequence[Path] = (),
-    force: bool = False,
     on_bytes: Callable[[int], None] | None = None,
     check: Callable[[Path], bool] | None = None,
     durable: bool = True,
 ) -> None:
     """Write `entries` to `output` in `fmt`, one tensor at a time, atomically.
 
-    `crc` appends MindSpore's CRC tail (.ckpt only). `inputs` are never overwritten; an
-    existing output needs `force`. The previous file at `output` survives any failure.
+    `crc` appends MindSpore's CRC tail (.ckpt only). The previous file at `output` survives any
+    failure. The caller checks `output` first (`check_output_path`: not an input, --force).
     `check(path)` reads the complete temporary file first: False discards it. `durable` puts the
     file on disk before it takes its name (see atomic_output). `on_bytes(n)` reports progress.
     """
-    check_output_path(Path(output), [Path(p) for p in inputs], force)
     spec = fmt.spec
     if crc and not spec.crc:
         raise UsageError(f"--crc applies to {', '.join(f.extension for f in Format if f.spec.crc)} output only")
@@ -71,5 +68,6 @@ def write_checkpoint(
 
 
 __all__ = [
-    "open_checkpoint", "write_checkpoint", "format_for_output", "default_output", "detect_format", "Checkpoint",
+    "open_checkpoint", "write_checkpoint", "check_output_path", "format_for_output", "default_output", "detect_format",
+    "Checkpoint",
 ]

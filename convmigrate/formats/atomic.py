@@ -8,29 +8,99 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from convmigrate.errors import OutputExistsError, UsageError, WriteError
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_can_create(path: Path, label: object) -> None:
+    """Whether a file can be created beside `path`: try it (an unnamed temporary file), since
+    permission bits do not tell (root, ACLs, a read-only mount)."""
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise WriteError(f"{label}: cannot create a file in {path.parent} ({exc.strerror})") from exc
+
+
 def check_output_path(output: Path, inputs: Sequence[Path], force: bool) -> None:
-    """Refuse an output that is an input, sits in a missing folder, or exists without --force."""
+    """Refuse an output that is an input, sits in a missing folder, exists without --force, or
+    is anything but a regular file (--force never replaces a FIFO, a device or a directory)."""
     output = Path(output)
     for source in inputs:
-        if Path(source).exists() and output.exists() and os.path.samefile(source, output):
-            raise UsageError(f"{output}: output is the input file; choose another output path")
-        if output.resolve() == Path(source).resolve():
+        if _same_file(Path(source), output):
             raise UsageError(f"{output}: output is the input file; choose another output path")
     if not output.parent.is_dir():
         raise UsageError(f"{output}: folder {output.parent} does not exist; create it first")
-    if output.is_dir():
-        raise UsageError(f"{output}: is a directory; give a file path for the output")
-    if output.exists() and not force:
-        raise OutputExistsError(f"{output}: already exists; pass --force to replace it")
+    _check_can_create(output, output)
+    if output.exists():
+        mode = output.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{output}: is {_kind(mode)}; the output must be a regular file (--force replaces "
+                             "regular files only)")
+        if not force:
+            raise OutputExistsError(f"{output}: already exists; pass --force to replace it")
+
+
+def check_side_outputs(side_outputs: Mapping[str, Path], inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """Check the files a run writes beside its output (`--report`, `--junit`), before anything is
+    written: none may be an input or the output or another one, and each must be writable where it is.
+
+    An existing regular file is replaced (a report is rewritten on every run); an existing FIFO or
+    character device (`--report /dev/stderr`) is written into.
+    """
+    seen: list[tuple[str, Path]] = [("the output", Path(p)) for p in outputs]
+    for flag, path in side_outputs.items():
+        path = Path(path)
+        for source in inputs:
+            if _same_file(Path(source), path):
+                raise UsageError(f"{flag} {path}: is an input of this run; choose another path")
+        for what, other in seen:
+            if _same_file(other, path):
+                raise UsageError(f"{flag} {path}: is also {what}; choose another path")
+        seen.append((flag, path))
+        if path.exists():
+            mode = path.stat().st_mode
+            if stat.S_ISDIR(mode):
+                raise UsageError(f"{flag} {path}: is a directory; give a file path")
+            if not os.access(path, os.W_OK):
+                raise UsageError(f"{flag} {path}: is not writable")
+            if not stat.S_ISREG(mode):
+                continue  # written into, not replaced: no folder access needed
+        if not path.parent.is_dir():
+            raise UsageError(f"{flag} {path}: folder {path.parent} does not exist; create it first")
+        _check_can_create(path, f"{flag} {path}")
+
+
+def write_small_file(path: Path, text: str) -> None:
+    """Write a report: atomically over a regular file (never half a report), in place into a
+    FIFO or a device (`--report /dev/stderr`)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        return
+    with atomic_output(path, durable=False) as stream:
+        stream.write(text.encode("utf-8"))
 
 
 def _fdatasync(fd: int) -> None:

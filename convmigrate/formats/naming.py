@@ -48,6 +48,7 @@ def format_for_output(output: Path | None, requested: str | Format | None,
         >>> format_for_output(Path("model.safetensors"), None, Framework.MINDSPORE).value
         'ms-safetensors'
     """
+    requested = getattr(requested, "value", requested)  # a CLI choice (an enum of the values) or a str
     suffix = Path(output).suffix.lower() if output is not None else ""
     by_extension = [f for f in _writable(None) if suffix in f.spec.extensions]
     if requested is not None:

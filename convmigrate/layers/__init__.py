@@ -7,7 +7,7 @@
 
 A SOURCE is a constructor expression (parsed, never run), a PyTorch model factory
 `package.module:callable` (imported and called: trusted code only), or a layers JSON written by
-`convmigrate layers -o`. No typer or rich here: the CLI only renders what this returns.
+`convmigrate layers --report`. No typer or rich here: the CLI only renders what this returns.
 """
 
 from __future__ import annotations

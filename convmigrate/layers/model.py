@@ -10,12 +10,13 @@ import importlib
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convmigrate.layers.spec import LayerExpressionError
+from convmigrate.layers.spec import LayerExpressionError, LayerSpec
 from convmigrate.layers.tables import TORCH_SIGNATURES
-from convmigrate.vocab import LayerKind
+from convmigrate.vocab import Framework, LayerKind, ParamFamily
 
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -102,8 +103,8 @@ def module_layers(model: Any) -> list[tuple[str, LayerKind, dict[str, Any]]]:
     return found
 
 
-def layers_from_model(factory: str) -> list[tuple[str, LayerKind, dict[str, Any]]]:
-    """Import and call `package.module:callable`, then list its translatable layers (trusted code)."""
+def build_model(factory: str) -> Any:
+    """Import and call `package.module:callable` (trusted code); it must return a torch.nn.Module."""
     import torch
 
     try:
@@ -114,4 +115,41 @@ def layers_from_model(factory: str) -> list[tuple[str, LayerKind, dict[str, Any]
         raise LayerExpressionError(f"{factory}: calling the factory failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
         raise LayerExpressionError(f"{factory}: returned {type(model).__name__}, not a torch.nn.Module")
-    return module_layers(model)
+    return model
+
+
+def layers_from_model(factory: str) -> list[tuple[str, LayerKind, dict[str, Any]]]:
+    """Import and call `package.module:callable`, then list its translatable layers (trusted code)."""
+    return module_layers(build_model(factory))
+
+
+@dataclass
+class ModelLayers:
+    """What `torch2ms --model` tells: each module's kind and parameter family, and its translated,
+    verified layers."""
+
+    kinds: list[tuple[str, ParamFamily, LayerKind]]  # (module name, its parameters' family, its kind)
+    specs: list[LayerSpec]  # translated PyTorch -> MindSpore and verified
+
+    def notes(self) -> list[str]:
+        return [f"{spec.name}: {difference}" for spec in self.specs for difference in spec.default_differences]
+
+
+def model_layers(factory: str) -> ModelLayers:
+    """Build the user's model and read every module the migration and verification care about."""
+    import torch
+
+    from convmigrate.layers import translate_layer
+
+    model = build_model(factory)
+    kinds: list[tuple[str, ParamFamily, LayerKind]] = []
+    specs = []
+    for name, kind, kwargs in module_layers(model):
+        family = kind.family
+        if kind is LayerKind.INSTANCE_NORM1D and kwargs.get("track_running_stats"):
+            family = ParamFamily.BATCH_NORM  # its running statistics are named like BatchNorm's
+        kinds.append((name, family, kind))
+        specs.append(translate_layer(kind, Framework.TORCH, kwargs, name))
+    kinds += [(name, LayerKind.LINEAR.family, LayerKind.LINEAR)
+              for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    return ModelLayers(kinds, specs)

@@ -15,6 +15,12 @@ Modules: `conv` (one conv under both semantics), `tensors` (bit-identical tensor
 `runner` (a whole plan: threads, stacks of small convs, the background half of a migration).
 """
 
+import inspect
+import sys
+import types
+from typing import Any
+
+from convmigrate import api
 from convmigrate.verify.conv import (
     DEFAULT_TOLERANCE,
     ConvSetup,
@@ -30,3 +36,15 @@ __all__ = [
     "DEFAULT_TOLERANCE", "BackgroundVerification", "ConvSetup", "LayerCheck", "TensorCheck", "Verification",
     "check_conv", "direction_between", "original_side", "setup_from_spec", "setups_from_layers", "verify_migration",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """This package shares its name with the API's `convmigrate.verify(original, converted, ...)`,
+    and importing it puts the package where the function was: so the package calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return api.verify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+__signature__ = inspect.signature(api.verify)

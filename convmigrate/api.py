@@ -1,0 +1,240 @@
+"""The Python API: the CLI's commands as functions, for notebooks and pipelines.
+
+Each function takes the command's options as keyword arguments and returns a result object whose
+`to_json()` is the command's report (what `--json` prints and `--report` writes). Errors are the
+project's typed errors (`convmigrate.errors`): `UsageError` and `UnreadableCheckpointError` for a
+bad request or input, `CheckFailedError` for a migration or verification that failed its checks
+(with `check=False` the failing result is returned instead, and `result.ok` is False).
+
+Example:
+    >>> import convmigrate
+    >>> result = convmigrate.torch2ms("fixtures/tiny_tcn.pt", "/tmp/tiny_tcn.ckpt", force=True,
+    ...                               fold_weight_norm=True)                          # doctest: +SKIP
+    >>> result.ok, result.output_format.value                                          # doctest: +SKIP
+    (True, 'ckpt')
+
+This module imports nothing heavy: NumPy and the readers load on the first call, and torch only
+for what needs it (`model=`, or a .pt that only torch.load can read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from convmigrate.contents import Contents
+    from convmigrate.conversion import ConversionResult
+    from convmigrate.errors import CheckFailedError
+    from convmigrate.migrate import MigrationRequest, MigrationResult, ProgressFactory
+    from convmigrate.verify.files import VerifyResult
+    from convmigrate.verify.results import Verification
+    from convmigrate.vocab import Format, Layout
+
+PathLike = str | Path
+
+
+class _Result(Protocol):
+    def error(self) -> CheckFailedError | None: ...
+
+    def to_json(self) -> dict: ...
+
+
+R = TypeVar("R", bound=_Result)
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _side_outputs(report: PathLike | None, junit: PathLike | None = None) -> dict[str, Path]:
+    """The report files a call writes, by the CLI option that names them (for its error messages)."""
+    return {flag: Path(path) for flag, path in (("--report", report), ("--junit", junit)) if path is not None}
+
+
+def _finish(result: R, check: bool, report: PathLike | None, junit: PathLike | None = None,
+            verification: Verification | None = None, suite: str = "") -> R:
+    """Write the result's report files, then raise its error (with the result attached) if `check`."""
+    from convmigrate.reports import write_junit, write_report
+
+    if report is not None:
+        write_report(Path(report), result.to_json())
+    if junit is not None and verification is not None:
+        write_junit(Path(junit), verification, suite)
+    error = result.error()
+    if check and error is not None:
+        error.result = result
+        raise error
+    return result
+
+
+def _migrate(request: MigrationRequest, check: bool, progress: ProgressFactory | None,
+             report: PathLike | None, junit: PathLike | None) -> MigrationResult:
+    from convmigrate.migrate import no_progress, run_migration
+
+    request.side_outputs = _side_outputs(report, junit)
+    result = run_migration(request, progress or no_progress)
+    return _finish(result, check, report, junit, result.verification, request.direction.value)
+
+
+def torch2ms(
+    input: PathLike,
+    output: PathLike | None = None,
+    *,
+    format: str | Format | None = None,
+    layout: str | Layout = "nn",
+    reference: PathLike | None = None,
+    rules: PathLike | None = None,
+    conv1d: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    fold_weight_norm: bool = False,
+    keep_extras: bool = False,
+    crc: bool = False,
+    model: str | None = None,
+    strict: bool = False,
+    dry_run: bool = False,
+    verify: bool = True,
+    layers: PathLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    force: bool = False,
+    fsync: bool = True,
+    trust_pickle: bool = False,
+    report: PathLike | None = None,
+    junit: PathLike | None = None,
+    check: bool = True,
+    progress: ProgressFactory | None = None,
+) -> MigrationResult:
+    """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), verified: `convmigrate torch2ms`.
+
+    Args: the options of `convmigrate torch2ms --help`, by name (`verify=False` is --no-verify,
+    `fsync=False` --no-fsync). `check=False` returns a failing result instead of raising
+    `CheckFailedError`. `progress(total_bytes)` may return a context yielding a callback(bytes).
+    Returns: a `MigrationResult` (`.ok`, `.output`, `.plan`, `.verification`, `.to_json()`).
+    """
+    from convmigrate.migrate import MigrationRequest
+    from convmigrate.plan import Direction
+    from convmigrate.vocab import Layout
+
+    return _migrate(MigrationRequest(
+        input=Path(input), direction=Direction.TORCH_TO_MS, output=_path(output), output_format=format,
+        layout=Layout(layout), reference=_path(reference), rules=_path(rules), conv1d=list(conv1d),
+        exclude=list(exclude), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, crc=crc, model=model,
+        strict=strict, dry_run=dry_run, verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed,
+        force=force, fsync=fsync, trust_pickle=trust_pickle,
+    ), check, progress, report, junit)
+
+
+def ms2torch(
+    input: PathLike,
+    output: PathLike | None = None,
+    *,
+    format: str | Format | None = None,
+    reference: PathLike | None = None,
+    rules: PathLike | None = None,
+    conv1d: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    fold_weight_norm: bool = False,
+    keep_extras: bool = False,
+    strict: bool = False,
+    dry_run: bool = False,
+    verify: bool = True,
+    layers: PathLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    force: bool = False,
+    fsync: bool = True,
+    trust_pickle: bool = False,
+    report: PathLike | None = None,
+    junit: PathLike | None = None,
+    check: bool = True,
+    progress: ProgressFactory | None = None,
+) -> MigrationResult:
+    """MindSpore checkpoint -> PyTorch (.pt or safetensors), verified: `convmigrate ms2torch`.
+
+    Args and returns as `torch2ms` (without `layout`, `crc` and `model`).
+    """
+    from convmigrate.migrate import MigrationRequest
+    from convmigrate.plan import Direction
+
+    return _migrate(MigrationRequest(
+        input=Path(input), direction=Direction.MS_TO_TORCH, output=_path(output), output_format=format,
+        reference=_path(reference), rules=_path(rules), conv1d=list(conv1d), exclude=list(exclude),
+        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run, verify=verify,
+        layers=_path(layers), rtol=rtol, atol=atol, seed=seed, force=force, fsync=fsync, trust_pickle=trust_pickle,
+    ), check, progress, report, junit)
+
+
+def verify(
+    original: PathLike,
+    converted: PathLike,
+    *,
+    layers: PathLike | None = None,
+    rules: PathLike | None = None,
+    conv1d: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    trust_pickle: bool = False,
+    report: PathLike | None = None,
+    junit: PathLike | None = None,
+    check: bool = True,
+) -> VerifyResult:
+    """Prove that CONVERTED computes what ORIGINAL did: `convmigrate verify`.
+
+    Returns: a `VerifyResult` (`.ok`, `.failures()`, `.verification`, `.to_json()`); raises
+    `CheckFailedError` when a layer or tensor differs, unless `check=False`.
+    """
+    from convmigrate.formats.atomic import check_side_outputs
+    from convmigrate.verify.files import VerifyRequest, verify_files
+
+    request = VerifyRequest(
+        original=Path(original), converted=Path(converted), layers=_path(layers), rules=_path(rules),
+        conv1d=list(conv1d), exclude=list(exclude), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle,
+    )
+    check_side_outputs(_side_outputs(report, junit), request.inputs, [])
+    result = verify_files(request)
+    return _finish(result, check, report, junit, result.verification, "verify")
+
+
+def inspect(path: PathLike, *, hashes: bool = True, trust_pickle: bool = False,
+            report: PathLike | None = None) -> Contents:
+    """What a checkpoint holds: `convmigrate inspect --json` (`hashes=False` is --no-hash).
+
+    Returns: a `Contents` whose `.to_json()` lists the format, every tensor (name, shape, dtype,
+    bytes, SHA-256, Conv1d candidate), plain values, metadata and the reader's notes.
+    """
+    from convmigrate.contents import inspect_file
+    from convmigrate.formats.atomic import check_side_outputs
+
+    check_side_outputs(_side_outputs(report), [Path(path)], [])
+    return _finish(inspect_file(Path(path), hashes=hashes, trust_pickle=trust_pickle), True, report)
+
+
+def convert(
+    input: PathLike,
+    output: PathLike | None = None,
+    *,
+    format: str | Format | None = None,
+    crc: bool = False,
+    force: bool = False,
+    fsync: bool = True,
+    trust_pickle: bool = False,
+    report: PathLike | None = None,
+    progress: ProgressFactory | None = None,
+) -> ConversionResult:
+    """Rewrite a checkpoint in another file format, bit-exactly: `convmigrate convert`."""
+    from convmigrate.conversion import ConversionRequest, convert_file
+    from convmigrate.migrate import no_progress
+
+    return _finish(convert_file(ConversionRequest(
+        input=Path(input), output=_path(output), output_format=format, crc=crc, force=force, fsync=fsync,
+        trust_pickle=trust_pickle, side_outputs=_side_outputs(report),
+    ), progress or no_progress), True, report)
+
+
+__all__ = ["convert", "inspect", "ms2torch", "torch2ms", "verify"]
