@@ -4,6 +4,9 @@
     python bench/run.py --sizes 1 --rounds 5
     python bench/run.py --quick                # 0.25 GiB and 2 000 small tensors, 2 rounds
     python bench/run.py --users-python /path/to/python   # a Python with torch + MindSpore
+    python bench/run.py --baseline /path/to/other/checkout --only torch2ms,ms2torch
+                                               # every convmigrate row also run from another
+                                               # checkout (PYTHONPATH), interleaved in the same rounds
 
 For each size the script writes a Conv1d-heavy float32 checkpoint with torch.save
 (bench/make_checkpoint.py), then runs every tool below once per round, rotating the order
@@ -56,14 +59,18 @@ class Tool:
     output: Path
     walls: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # user + system seconds of the child
     failure: str = ""
 
     def median(self) -> tuple[float, float]:
         return statistics.median(self.walls), statistics.median(self.peaks)
 
 
-def measure(command: list[str]) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS MiB, exit code, stderr tail) of one child process."""
+def measure(command: list[str]) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one child process.
+
+    CPU time (user + system, from wait4) is what the tool itself spent: on a loaded machine it
+    moves far less than wall time, which also counts the time other processes held the cores."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = child.stderr.read()  # type: ignore[union-attr]
@@ -71,7 +78,8 @@ def measure(command: list[str]) -> tuple[float, float, int, str]:
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     peak_mib = usage.ru_maxrss / 1024  # Linux reports KiB
-    return wall, peak_mib, child.returncode, stderr.decode(errors="replace").strip()[-300:]
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, peak_mib, child.returncode, stderr.decode(errors="replace").strip()[-300:]
 
 
 def settle(paths: list[Path]) -> None:
@@ -82,7 +90,28 @@ def settle(paths: list[Path]) -> None:
     time.sleep(0.3)
 
 
-def tools_for(pt: Path, ckpt: Path, work: Path, users_python: str) -> list[Tool]:
+def tools_for(pt: Path, ckpt: Path, work: Path, users_python: str, only: set[str], baseline: Path | None) -> list[Tool]:
+    tools = [t for t in all_tools(pt, ckpt, work, users_python) if not only or t.name in only or t.name.startswith("cp")]
+    if baseline is None:
+        return tools
+    # The same rows run from another checkout: a before/after comparison measured in one run.
+    twins = [
+        Tool(f"{t.name} [baseline]", ["env", f"PYTHONPATH={baseline}", *_retarget(t.command, t.output)], _baseline_output(t.output))
+        for t in tools if t.command[:3] == CONVMIGRATE
+    ]
+    return tools + twins
+
+
+def _baseline_output(output: Path) -> Path:
+    return output.with_name("b." + output.name)
+
+
+def _retarget(command: list[str], output: Path) -> list[str]:
+    """The command with its output path replaced by the baseline's own."""
+    return [str(_baseline_output(output)) if arg == str(output) else arg for arg in command]
+
+
+def all_tools(pt: Path, ckpt: Path, work: Path, users_python: str) -> list[Tool]:
     out = work / "out"
     quiet = ["--quiet", "--force"]
     return [
@@ -106,19 +135,20 @@ def tools_for(pt: Path, ckpt: Path, work: Path, users_python: str) -> list[Tool]
     ]
 
 
-def run_size(label: str, make_args: list[str], work: Path, rounds: int, users_python: str) -> tuple[int, list[Tool]]:
+def run_size(label: str, make_args: list[str], work: Path, rounds: int, users_python: str,
+             only: set[str], baseline: Path | None) -> tuple[int, list[Tool]]:
     pt, ckpt = work / f"model_{label}.pt", work / f"model_{label}.ckpt"
     subprocess.run([sys.executable, str(HERE / "make_checkpoint.py"), str(pt), *make_args], check=True, stdout=subprocess.DEVNULL)
     # The ms2torch input, made once by the tool under test (the run itself is checked below).
     subprocess.run([*CONVMIGRATE, "torch2ms", str(pt), "-o", str(ckpt), "--quiet", "--no-verify"], check=True)
-    tools = tools_for(pt, ckpt, work, users_python)
+    tools = tools_for(pt, ckpt, work, users_python, only, baseline)
     for round_index in range(rounds):
         shift = round_index % len(tools)
         for tool in tools[shift:] + tools[:shift]:
             if tool.failure:
                 continue
             settle([tool.output])
-            wall, peak, code, stderr = measure(tool.command)
+            wall, cpu, peak, code, stderr = measure(tool.command)
             if code == USERS_UNAVAILABLE and tool.name == "users' way":
                 tool.failure = "MindSpore unavailable in " + users_python
             elif code != 0:
@@ -126,7 +156,8 @@ def run_size(label: str, make_args: list[str], work: Path, rounds: int, users_py
             else:
                 tool.walls.append(wall)
                 tool.peaks.append(peak)
-            print(f"  [{label} round {round_index + 1}] {tool.name}: {wall:.2f} s, {peak:.0f} MiB"
+                tool.cpus.append(cpu)
+            print(f"  [{label} round {round_index + 1}] {tool.name}: {wall:.2f} s, CPU {cpu:.2f} s, {peak:.0f} MiB"
                   + (f" ({tool.failure})" if tool.failure else ""), file=sys.stderr, flush=True)
     size = pt.stat().st_size
     for path in [pt, ckpt, *(t.output for t in tools)]:
@@ -141,15 +172,16 @@ def table(label: str, size: int, tools: list[Tool]) -> list[str]:
     lines = [
         f"**{label}** ({size / 2**20:,.0f} MiB)",
         "",
-        "| tool | wall s | peak RSS MiB | x cp | x (cp + fsync) |",
-        "|---|---|---|---|---|",
+        "| tool | wall s | CPU s | peak RSS MiB | x cp | x (cp + fsync) |",
+        "|---|---|---|---|---|---|",
     ]
     for tool in tools:
         if not tool.walls:
-            lines.append(f"| {tool.name} | - | - | - | {tool.failure} |")
+            lines.append(f"| {tool.name} | - | - | - | - | {tool.failure} |")
             continue
         wall, peak = tool.median()
-        lines.append(f"| {tool.name} | {wall:.2f} | {peak:.0f} | {wall / cp_wall:.2f} | {wall / cps_wall:.2f} |")
+        cpu = statistics.median(tool.cpus)
+        lines.append(f"| {tool.name} | {wall:.2f} | {cpu:.2f} | {peak:.0f} | {wall / cp_wall:.2f} | {wall / cps_wall:.2f} |")
     return lines + [""]
 
 
@@ -158,8 +190,8 @@ def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
     def med(label: str, name: str) -> tuple[float, float] | None:
         if label not in results:
             return None
-        tool = {t.name: t for t in results[label][1]}[name]
-        return tool.median() if tool.walls else None
+        tool = {t.name: t for t in results[label][1]}.get(name)
+        return tool.median() if tool is not None and tool.walls else None
 
     lines = []
     big = max((label for label in results if label.endswith("GiB")), key=lambda s: float(s.split()[0]), default=None)
@@ -218,10 +250,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="0.25 GiB and 2 000 small tensors, 2 rounds")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the checkpoints (default: a temp folder)")
     parser.add_argument("--users-python", default=sys.executable, help="Python with torch and MindSpore for the users' way")
+    parser.add_argument("--only", default="", help="comma-separated row names to run (cp and cp + fsync always run)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another convmigrate checkout: each convmigrate row also runs from it, in the same rounds")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.rounds, args.small = "0.25", 2, 2000
     sizes = [float(s) for s in args.sizes.split(",") if s]
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
     work = Path(tempfile.mkdtemp(prefix="convmigrate-bench-", dir=args.dir))
     needed = 6 * max(sizes, default=0) * 2**30  # input, reference .ckpt, outputs in flight
     free = shutil.disk_usage(work).free
@@ -231,14 +267,15 @@ def main() -> None:
     try:
         for gib in sizes:
             label = f"{gib:g} GiB"
-            results[label] = run_size(label, ["--gb", str(gib)], work, args.rounds, args.users_python)
+            results[label] = run_size(label, ["--gb", str(gib)], work, args.rounds, args.users_python, only, args.baseline)
         if args.small:
             label = f"{args.small:,} small tensors"
-            results[label] = run_size(label, ["--small", str(args.small)], work, args.rounds, args.users_python)
+            results[label] = run_size(label, ["--small", str(args.small)], work, args.rounds, args.users_python, only, args.baseline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"Machine: {machine(args.users_python)}")
-    print(f"Command: python bench/run.py --sizes {args.sizes} --rounds {args.rounds} --small {args.small}; medians of {args.rounds} rounds\n")
+    extra = (f" --only '{args.only}'" if only else "") + (f" --baseline {args.baseline}" if args.baseline else "")
+    print(f"Command: python bench/run.py --sizes {args.sizes} --rounds {args.rounds} --small {args.small}{extra}; medians of {args.rounds} rounds\n")
     for label, (size, tools) in results.items():
         print("\n".join(table(label, size, tools)))
     print("\n".join(goals(results)))

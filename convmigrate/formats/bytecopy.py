@@ -1,20 +1,22 @@
-"""Tensor bytes from a reader's file into a writer's file, without passing them through a map.
+"""Tensor bytes from a reader's file into a writer's file, in the kernel where it can.
 
 A migration moves most bytes unchanged: a reshape is a new shape record over the same bytes.
-Writing a memory-mapped slice with write(2) faults every page of it into this process first.
-Readers tell where a chunk lies in its file (`TensorEntry.locate`), and the bytes go file to
-file instead, the faster of two ways measured here for a 2 GiB copy:
+Readers say where a tensor's bytes lie in their open file (`TensorEntry.extents`), and the
+bytes go file to file instead of through this process, the faster of two ways measured here
+for a 2 GiB copy:
 
 - `os.copy_file_range` (the kernel copies, as `cp` does: 0.68 s) when the source and target
   offsets agree within a page; when they do not (a .ckpt puts each tensor's content right
   after its protobuf header, anywhere in a page) the kernel took 1.56 s,
 - so then `pread` into one 4 MiB buffer and `write` from it (0.69 s; a 16 MiB buffer no longer
-  fits the cache: 1.4-1.6 s; write(2) straight from the map: 1.98 s).
+  fits the cache: 1.4-1.6 s; write(2) straight from a memory map: 1.98 s).
 
-Computed tensors, small chunks, streams that are not regular files, and kernels or
-filesystems that refuse take the plain write. Writers that need a CRC-32 of the bytes (the zip
-records of a .pt, MindSpore's CRC tail) get it computed on a second thread from the map while
-the bytes are copied: zlib releases the GIL.
+Computed tensors, small ranges, streams that are not regular files, and kernels or
+filesystems that refuse take the plain write of `TensorEntry.pieces`. Writers that need a
+CRC-32 of the bytes (the zip records of a .pt, MindSpore's CRC tail) get it computed on a
+second thread, from its own pread of the same bytes, while the kernel copies them: zlib
+releases the GIL. A source file that ends early or changes during a copy is the reader's
+"changed while it was read" error, never a short output.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import mmap
 import os
 import stat
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from convmigrate.entries import Locate
-from convmigrate.errors import WriteError
+from convmigrate.entries import TensorEntry
+from convmigrate.formats.input_file import InputFile
 
 # Chunks below this go through the stream's buffer: a kernel copy costs a flush and two
 # system calls, which a small tensor does not repay.
@@ -36,6 +39,8 @@ KERNEL_COPY_MIN_BYTES = 1024 * 1024
 
 # The bounce buffer for copies whose offsets disagree within a page (see above).
 BOUNCE_BYTES = 4 * 1024 * 1024
+# One copy_file_range call moves at most this much, so progress is reported as the copy goes.
+KERNEL_STEP_BYTES = 64 * 1024 * 1024
 PAGE = mmap.PAGESIZE
 
 # errno values meaning "this kernel or filesystem pair cannot copy_file_range": write instead.
@@ -63,12 +68,11 @@ def _regular_file_fd(stream: BinaryIO) -> int | None:
 
 
 class TensorBytesWriter:
-    """Appends tensor chunks to `stream`: kernel copies for mapped slices, writes otherwise.
+    """Appends tensor bytes to `stream`: kernel copies for file-backed ranges, writes otherwise.
 
     Example:
         >>> out = TensorBytesWriter(stream)                                 # doctest: +SKIP
-        >>> for chunk in entry.checked_chunks():                            # doctest: +SKIP
-        ...     out.write(chunk, entry.locate)
+        >>> crc = out.write_entry(entry, crc=0)
     """
 
     def __init__(self, stream: BinaryIO) -> None:
@@ -76,59 +80,95 @@ class TensorBytesWriter:
         self.fd = _regular_file_fd(stream)
         self.bounce: memoryview | None = None  # allocated on first use
 
-    def write(self, chunk: memoryview, locate: Locate | None, crc: int | None = None) -> int | None:
-        """Append `chunk`; with `crc`, return the CRC-32 continued over it (else None)."""
-        place = None
-        if self.fd is not None and locate is not None and len(chunk) >= KERNEL_COPY_MIN_BYTES:
-            place = locate(chunk)
-        if place is None:
-            self.stream.write(chunk)
-            return None if crc is None else zlib.crc32(chunk, crc)
-        checksum = _crc_worker().submit(zlib.crc32, chunk, crc) if crc is not None else None
+    def write_entry(
+        self,
+        entry: TensorEntry,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        crc: int | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> int | None:
+        """Append bytes [start, stop) of `entry` (default: all); with `crc`, return it continued."""
+        stop = entry.nbytes if stop is None else stop
+        extents = None
+        if self.fd is not None and stop - start >= KERNEL_COPY_MIN_BYTES:
+            extents = entry.extents(start, stop)
+            # Only a source that holds exactly these bytes (and no more past the tensor's end) is
+            # copied by the kernel; anything else is a reader bug that pieces() names.
+            if extents is not None and (sum(length for _, _, length in extents) != stop - start
+                                        or (stop == entry.nbytes and entry.extents(stop, stop + 1))):
+                extents = None
+        if not extents:
+            for piece in entry.pieces(start, stop):
+                self.stream.write(piece)
+                if crc is not None:
+                    crc = zlib.crc32(piece, crc)
+                if on_bytes is not None:
+                    on_bytes(len(piece))
+            return crc
+        checksum = _crc_worker().submit(_crc_of, entry, start, stop, crc) if crc is not None else None
         try:
-            copied = self._file_copy(*place, len(chunk))
-            if copied < len(chunk):
-                self.stream.write(chunk[copied:])
+            position = start
+            for file, offset, length in extents:
+                copied = self._file_copy(file, offset, length, on_bytes)
+                if copied < length:  # the kernel refused: the rest by plain writes
+                    for piece in entry.pieces(position + copied, stop):
+                        self.stream.write(piece)
+                        if on_bytes is not None:
+                            on_bytes(len(piece))
+                    break
+                position += length
         finally:
             result = checksum.result() if checksum is not None else None
         return result
 
-    def _file_copy(self, source_fd: int, offset: int, length: int) -> int:
-        """Copy file bytes [offset, offset + length) to the end of the stream; how many were."""
+    def _file_copy(self, source: InputFile, offset: int, length: int, on_bytes: Callable[[int], None] | None) -> int:
+        """Copy file bytes [offset, offset + length) to the end of the stream; how many were.
+
+        Fewer than `length` only when copy_file_range is refused (then nothing more is tried
+        with it); a file that ends early is the source's "changed" error."""
         assert self.fd is not None
         self.stream.flush()
         copied = 0
         try:
-            if (os.lseek(self.fd, 0, os.SEEK_CUR) - offset) % PAGE or not hasattr(os, "preadv"):
-                copied = self._bounce_copy(source_fd, offset, length)
+            bounce = bool((os.lseek(self.fd, 0, os.SEEK_CUR) - offset) % PAGE)
             while copied < length:
-                count = os.copy_file_range(source_fd, self.fd, length - copied, offset + copied)
-                if count == 0:
-                    raise WriteError(f"the input file changed while it was read: it ended {length - copied} bytes early")
+                if bounce:
+                    count = self._bounce(source, offset + copied, min(BOUNCE_BYTES, length - copied))
+                else:
+                    count = os.copy_file_range(source.fd, self.fd, min(KERNEL_STEP_BYTES, length - copied), offset + copied)
+                    if count == 0:
+                        raise source.changed(f"it ended at byte {offset + copied}, {source.identity.size} bytes were there when opened")
                 copied += count
+                if on_bytes is not None:
+                    on_bytes(count)
         except OSError as exc:
-            if exc.errno not in _UNSUPPORTED:
-                raise
+            if bounce or exc.errno not in _UNSUPPORTED:
+                raise  # pread and write are what a plain write would do too: a real error
             self.fd = None  # the same answer would come for every chunk: plain writes from now on
         finally:
             self.stream.seek(0, os.SEEK_CUR)  # the buffered stream learns the descriptor's new position
+        source.check_unchanged()
         return copied
 
-    def _bounce_copy(self, source_fd: int, offset: int, length: int) -> int:
-        """pread + write through one cache-sized buffer; all `length` bytes, or an error."""
+    def _bounce(self, source: InputFile, offset: int, count: int) -> int:
+        """pread `count` bytes into the cache-sized buffer and write them all."""
         assert self.fd is not None
         if self.bounce is None:
             self.bounce = memoryview(bytearray(BOUNCE_BYTES))
-        copied = 0
-        while copied < length:
-            count = os.preadv(source_fd, [self.bounce[: min(BOUNCE_BYTES, length - copied)]], offset + copied)
-            if count == 0:
-                raise WriteError(f"the input file changed while it was read: it ended {length - copied} bytes early")
-            written = 0
-            while written < count:
-                written += os.write(self.fd, self.bounce[written:count])
-            copied += count
-        return copied
+        source.read_into(offset, self.bounce[:count])
+        written = 0
+        while written < count:
+            written += os.write(self.fd, self.bounce[written:count])
+        return count
+
+
+def _crc_of(entry: TensorEntry, start: int, stop: int, crc: int) -> int:
+    """CRC-32 of bytes [start, stop) of `entry`, continued from `crc` (read on the CRC thread)."""
+    for piece in entry.pieces(start, stop, BOUNCE_BYTES):
+        crc = zlib.crc32(piece, crc)
+    return crc
 
 
 __all__ = ["TensorBytesWriter", "KERNEL_COPY_MIN_BYTES"]

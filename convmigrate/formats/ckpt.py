@@ -1,8 +1,8 @@
 """MindSpore `.ckpt` files, read and written by hand, streaming and bit-exact.
 
 A `.ckpt` is protobuf (proto2), but we never need the protobuf library or MindSpore: the
-schema is three tiny messages, and walking them ourselves lets us memory-map the file and
-hand out each tensor's bytes as a zero-copy slice instead of parsing the whole file into
+schema is three tiny messages, and walking them ourselves lets us read only the headers and
+serve each tensor's bytes from the file when asked for, instead of parsing the whole file into
 memory (MindSpore's own loader reads it all and is capped at 2 GB by protobuf).
 
     Checkpoint  { repeated Value value = 1; }
@@ -45,11 +45,10 @@ from typing import BinaryIO, NoReturn
 
 import numpy as np
 
-from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, Locate, TensorEntry, ValueEntry
+from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.bytecopy import TensorBytesWriter
-from convmigrate.formats.filemap import MappedFile, map_file
-from convmigrate.formats.pages import PageReleaser
+from convmigrate.formats.input_file import InputFile, open_input
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -151,7 +150,7 @@ class _FileBytes:
 
     BLOCK = 4096
 
-    def __init__(self, mapped: MappedFile) -> None:
+    def __init__(self, mapped: InputFile) -> None:
         self.file, self.size = mapped, mapped.size
         self.start, self.block = 0, b""
 
@@ -172,9 +171,8 @@ class _FileBytes:
 class _Walker:
     """Walks the protobuf fields of a .ckpt, failing with one clear line."""
 
-    def __init__(self, path: Path, mapped: MappedFile, view: memoryview, end: int) -> None:
-        self.path, self.data, self.view, self.end, self.locate = path, _FileBytes(mapped), view, end, mapped.locate
-        self.releaser = PageReleaser.for_map(mapped.data)
+    def __init__(self, path: Path, file: InputFile, end: int) -> None:
+        self.path, self.file, self.data, self.end = path, file, _FileBytes(file), end
 
     def fail(self, at: int, problem: str, damaged: bool = True) -> NoReturn:
         verdict = "; the file is damaged" if damaged else ""
@@ -311,11 +309,7 @@ class _Walker:
             self.fail(first.offset, f"tensor {tag!r}: {described} would need {needed} bytes, more than the whole file")
         if needed != size:
             self.fail(first.offset, f"tensor {tag!r}: content is {size} bytes but {described} need {needed}")
-        view = self.view
-        release = self.releaser.release if self.releaser is not None else None
-        return TensorEntry(
-            tag, dtype, shape, lambda: tuple(view[start:stop] for start, stop in spans), release, self.locate
-        )
+        return TensorEntry(tag, dtype, shape, self.file.spans([(start, stop - start) for start, stop in spans]))
 
     def utf32(self, spans: list[tuple[int, int]], at: int, tag: str) -> str:
         """A `str` value as MindSpore returns it: NumPy 'U' (UTF-32-LE), trailing NULs dropped."""
@@ -331,25 +325,19 @@ def _int64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _end_without_crc(path: Path, view: memoryview) -> int:
+def _end_without_crc(path: Path, file: InputFile) -> int:
     """Where the protobuf ends: before a verified CRC tail, or at the end of the file.
 
     Like MindSpore's loader, a file whose bytes [-17:-10] are b"crc_num" has a tail.
     """
-    size = len(view)
+    size = file.size
     end = size - CRC_TAIL_BYTES
-    if end < 0 or view[end : end + len(CRC_TAIL_MARK)] != CRC_TAIL_MARK:
+    if end < 0 or file[end : end + len(CRC_TAIL_MARK)] != CRC_TAIL_MARK:
         return size
-    stored = int.from_bytes(view[end + len(CRC_TAIL_MARK) :], "big")
+    stored = int.from_bytes(file[end + len(CRC_TAIL_MARK) : size], "big")
     computed = 0
-    releaser = PageReleaser.for_map(view.obj)  # the CRC reads the whole file: keep none of it resident
-    for start in range(0, end, COPY_PIECE_BYTES):
-        piece = view[start : min(end, start + COPY_PIECE_BYTES)]
+    for piece in file.spans([(0, end)]).pieces(0, end, COPY_PIECE_BYTES):
         computed = zlib.crc32(piece, computed)
-        if releaser is not None:
-            releaser.release(piece)
-    if releaser is not None:
-        releaser.flush()
     if computed != stored:
         raise UnreadableCheckpointError(
             path, f"the CRC does not match (stored {stored:#010x}, computed {computed:#010x}): the file is damaged"
@@ -358,24 +346,22 @@ def _end_without_crc(path: Path, view: memoryview) -> int:
 
 
 def read_ckpt(path: Path) -> Checkpoint:
-    """Open a MindSpore .ckpt lazily: each tensor's bytes are zero-copy slices of a memory map.
+    """Open a MindSpore .ckpt lazily: each tensor's bytes are read from the file when asked for.
 
     Raises UnreadableCheckpointError naming the problem for a damaged or foreign file.
     """
     path = Path(path)
-    mapped = map_file(path)
-    data = mapped.data
-    if data is None:  # an empty file cannot be mapped; save_checkpoint([]) writes one
+    file = open_input(path)
+    if not file.size:  # save_checkpoint([]) writes an empty file
+        file.close()
         return Checkpoint(Format.CKPT, [])
-    view = memoryview(data)
-    close = mapped.closer(view)
     try:
-        entries = _Walker(path, mapped, view, _end_without_crc(path, view)).entries()
+        entries = _Walker(path, file, _end_without_crc(path, file)).entries()
     except BaseException:
-        close()
+        file.close()
         raise
     checkpoint = Checkpoint(Format.CKPT, entries)
-    checkpoint.add_closer(close)
+    checkpoint.add_closer(file.close)
     return checkpoint
 
 
@@ -405,9 +391,9 @@ class _Output:
         if self.with_crc:
             self.crc = zlib.crc32(data, self.crc)
 
-    def write_tensor_bytes(self, piece: memoryview, locate: Locate | None) -> None:
-        """Tensor content: copied by the kernel when `piece` is a slice of a mapped file."""
-        crc = self.tensor_bytes.write(piece, locate, self.crc if self.with_crc else None)
+    def write_tensor_bytes(self, entry: TensorEntry, start: int, stop: int, on_bytes: Callable[[int], None] | None) -> None:
+        """Tensor content [start, stop): copied by the kernel where it lies in an input file."""
+        crc = self.tensor_bytes.write_entry(entry, start, stop, crc=self.crc if self.with_crc else None, on_bytes=on_bytes)
         if self.with_crc:
             assert crc is not None
             self.crc = crc
@@ -443,22 +429,11 @@ def _write_tensor(
     step = max(itemsize, split_bytes - split_bytes % itemsize)
     lengths = [min(step, entry.nbytes - start) for start in range(0, entry.nbytes, step)] or [0]
     tensor_type = entry.dtype.mindspore.encode()
-    chunks, pending = entry.chunks(), memoryview(b"")
-    for remaining in lengths:
-        out.write(_value_header(tag, entry.shape, tensor_type, remaining))
-        while remaining:
-            if not len(pending):
-                pending = next(chunks, None)
-                if pending is None:
-                    raise WriteError(f"{entry.name}: its source ended before the {entry.nbytes} bytes of shape {entry.shape}")
-                continue
-            piece, pending = pending[:remaining], pending[remaining:]
-            out.write_tensor_bytes(piece, entry.locate)
-            remaining -= len(piece)
-            if on_bytes is not None:
-                on_bytes(len(piece))
-    if len(pending) or any(len(chunk) for chunk in chunks):
-        raise WriteError(f"{entry.name}: its source holds more than the {entry.nbytes} bytes of shape {entry.shape}")
+    start = 0
+    for length in lengths:
+        out.write(_value_header(tag, entry.shape, tensor_type, length))
+        out.write_tensor_bytes(entry, start, start + length, on_bytes)
+        start += length
 
 
 def write_ckpt(
@@ -472,7 +447,7 @@ def write_ckpt(
 ) -> None:
     """Write `entries` as a .ckpt that mindspore.load_checkpoint reads, one tensor at a time.
 
-    Tensor bytes go from `entry.chunks()` straight to `stream`. `metadata` is ignored: the
+    Tensor bytes go from each entry's source straight to `stream` (file to file where they can). `metadata` is ignored: the
     format has no place for it. `crc` appends MindSpore's CRC tail (load_checkpoint's
     crc_check=True verifies it). `on_bytes(n)` is called after each piece of tensor bytes.
     """

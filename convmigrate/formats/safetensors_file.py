@@ -1,4 +1,4 @@
-"""safetensors files: a reader that memory-maps, and a streaming writer. No torch here.
+"""safetensors files: a lazy reader and a streaming writer. No torch here.
 
 A safetensors file is an 8-byte little-endian header length N, N bytes of JSON, then the data
 region. The JSON maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]}
@@ -6,13 +6,13 @@ region. The JSON maps each tensor name to {"dtype", "shape", "data_offsets": [be
 
 Reading: the header is parsed and checked here (dtype codes, shapes, offsets that match each
 tensor's size and tile the data region exactly, no duplicate names); anything wrong is one
-`UnreadableCheckpointError` line. Tensor bytes are zero-copy `memoryview` slices of a read-only
-memory map. Entries come in header order (the order of the JSON object, which for files the
+`UnreadableCheckpointError` line. Tensor bytes are read from the open file when asked for
+(formats/input_file.py). Entries come in header order (the order of the JSON object, which for files the
 safetensors library wrote is also the data order). A file whose metadata holds
 {"format": "ms"} (MindSpore's `save_checkpoint(format="safetensors")`) is `MS_SAFETENSORS`.
 
 Sharded checkpoints: `read_safetensors` on a `*.index.json` (transformers' layout: {"metadata":
-{...}, "weight_map": {tensor name: shard file}}) maps every shard (no data is read) and returns
+{...}, "weight_map": {tensor name: shard file}}) opens every shard (no data is read) and returns
 the entries in the index's `weight_map` order. Metadata is each shard's `__metadata__`, then the
 index's "metadata" on top (values made strings, e.g. "total_size"). A missing shard, a tensor the
 index lists but its shard lacks, or a shard tensor the index does not list is an error.
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -47,8 +46,7 @@ from typing import BinaryIO
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UsageError
 from convmigrate.formats.bytecopy import TensorBytesWriter
-from convmigrate.formats.filemap import map_file
-from convmigrate.formats.pages import PageReleaser
+from convmigrate.formats.input_file import InputFile, open_input
 from convmigrate.limits import SAFETENSORS_MAX_HEADER
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
@@ -101,7 +99,7 @@ def _no_duplicates(path: Path) -> Callable[[list[tuple[str, object]]], dict]:
     return hook
 
 
-def _parse_header(path: Path, head: bytes | mmap.mmap, file_size: int) -> tuple[int, dict]:
+def _parse_header(path: Path, head: bytes | InputFile, file_size: int) -> tuple[int, dict]:
     """(data region start, header dict) after checking the length prefix and the JSON."""
     if file_size < 8:
         raise _bad(path, f"{file_size} bytes is too short for the 8-byte header length")
@@ -178,30 +176,21 @@ def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEnt
 
 
 def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
-    """Tensors (header order), raw metadata and the map's closer of one safetensors file."""
-    mapped_file = map_file(path)
-    mapped, size = mapped_file.data, mapped_file.size
+    """Tensors (header order), raw metadata and the closer of one safetensors file."""
+    file = open_input(path)
     try:
-        data_start, header = _parse_header(path, mapped if mapped is not None else b"", size)
+        data_start, header = _parse_header(path, file, file.size)
         metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
         records = [(name, *_check_tensor(path, name, info)) for name, info in header.items()]
-        _check_tiling(path, [(begin, end, name) for name, _, _, begin, end in records], size - data_start)
+        _check_tiling(path, [(begin, end, name) for name, _, _, begin, end in records], file.size - data_start)
     except BaseException:
-        mapped_file.closer()()
+        file.close()
         raise
-    assert mapped is not None  # _parse_header refused anything shorter than 8 bytes
-    data = memoryview(mapped)[data_start:]
-    releaser = PageReleaser.for_map(mapped)
-    release = releaser.release if releaser is not None else None
     entries = [
-        TensorEntry(name, BY_SAFETENSORS[code], shape, _slice_source(data, begin, end), release, mapped_file.locate)
+        TensorEntry(name, BY_SAFETENSORS[code], shape, file.spans([(data_start + begin, end - begin)]))
         for name, code, shape, begin, end in records
     ]
-    return entries, metadata, mapped_file.closer(data)
-
-
-def _slice_source(data: memoryview, begin: int, end: int) -> Callable[[], tuple[memoryview]]:
-    return lambda: (data[begin:end],)
+    return entries, metadata, file.close
 
 
 def _format_of(metadata: dict[str, str]) -> Format:
@@ -209,14 +198,14 @@ def _format_of(metadata: dict[str, str]) -> Format:
 
 
 def read_safetensors(path: Path) -> Checkpoint:
-    """Open a safetensors file, or a sharded `*.index.json`, with every tensor memory-mapped.
+    """Open a safetensors file, or a sharded `*.index.json`; tensor bytes are read when asked for.
 
     Args:
         path: a `.safetensors` file or a transformers-style `*.safetensors.index.json`.
 
     Returns:
         A Checkpoint (SAFETENSORS, or MS_SAFETENSORS when metadata says {"format": "ms"})
-        whose tensor sources are zero-copy views of the map. Close it to unmap.
+        whose tensors read their bytes from the open file. Close it to close the file.
 
     Example:
         >>> with read_safetensors(Path("model.safetensors")) as ckpt:      # doctest: +SKIP
@@ -342,8 +331,7 @@ def write_safetensors(
     stream.write(safetensors_header(tensors, _metadata_with_values(entries, metadata)))
     out = TensorBytesWriter(stream)
     for tensor in tensors:
-        for chunk in tensor.checked_chunks(on_bytes):
-            out.write(chunk, tensor.locate)
+        out.write_entry(tensor, on_bytes=on_bytes)
 
 
 def write_ms_safetensors(

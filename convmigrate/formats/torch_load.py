@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
+from convmigrate.entries import ByteSource, Checkpoint, Entry, MemoryBytes, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
-from convmigrate.formats.filemap import map_file
-from convmigrate.formats.pages import PageReleaser
+from convmigrate.formats.input_file import open_input
 from convmigrate.formats.state_dict import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes
 from convmigrate.formats.torch_zip import zip_records
 from convmigrate.vocab import DTYPES, Format
@@ -56,7 +55,7 @@ def _unpickler_detail(error: BaseException) -> str:
 
 def _load(path: Path, *, zipped: bool, trust_pickle: bool, notes: list[str], meta: bool = False) -> object:
     """torch.load, safely; with `meta`, the weights_only load of a zip file builds meta tensors
-    (no data touched) whose storages know their offset in the file (see _MappedFile)."""
+    (no data touched) whose storages know their offset in the file (see _RecordFile)."""
 
     def load(weights_only: bool) -> object:
         # torch's warnings would print beside our one-line error: they become notes on success.
@@ -135,23 +134,20 @@ def _tensor_entry(path: Path, name: str, tensor: torch.Tensor, tensors: dict[str
     return TensorEntry(name, dtype, tuple(tensor.shape), _source(tensors, name))
 
 
-class _MappedFile:
-    """A zip .pt mapped by us, serving the bytes of the meta tensors torch.load built from it.
+class _RecordFile:
+    """A zip .pt opened by us, serving the bytes of the meta tensors torch.load built from it.
 
     torch.load(map_location="meta") reads only data.pkl and records in each storage the offset
-    of its data in the file (`_checkpoint_offset`). Reading those bytes from our own read-only
-    map, instead of from torch's, lets `PageReleaser` give pages back as the writer streams,
-    so a migration runs in constant memory. Every offset is checked against the zip's own
-    directory; a tensor this cannot serve (None from `source`) sends the reader back to
-    torch.load(mmap=True).
+    of its data in the file (`_checkpoint_offset`). Reading those bytes ourselves (with pread,
+    formats/input_file.py), instead of through torch's memory map, keeps memory flat and turns a
+    file that shrinks while it is read into an error instead of SIGBUS. Every offset is checked
+    against the zip's own directory; a tensor this cannot serve (None from `source`) sends the
+    reader back to torch.load(mmap=True).
     """
 
     def __init__(self, path: Path) -> None:
-        self.file = map_file(path)
-        self.mapped, self.size = self.file.data, self.file.size
-        self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
+        self.file = open_input(path)
         self.records = self._record_sizes(path)
-        self.releaser = PageReleaser.for_map(self.mapped)
 
     def _record_sizes(self, path: Path) -> dict[int, int]:
         """Data offset -> stored size of every record, from the central directory and local headers."""
@@ -163,15 +159,10 @@ class _MappedFile:
         return dict(zip_records(self.file, infos).values())
 
     def close(self) -> None:
-        self.file.closer(self.view)()
+        self.file.close()
 
-    def _open_view(self, name: str) -> memoryview:
-        if self.file.closed:
-            raise ValueError(f"{name}: the checkpoint was closed")
-        return self.view
-
-    def source(self, name: str, tensor: torch.Tensor) -> Callable[[], tuple[memoryview]] | None:
-        """The tensor's own C-order bytes from the map (zero-copy when contiguous), or None."""
+    def source(self, name: str, tensor: torch.Tensor) -> ByteSource | None:
+        """The tensor's own C-order bytes from the file (a gathered copy when not contiguous), or None."""
         storage = tensor.untyped_storage()
         offset = getattr(storage, "_checkpoint_offset", None)
         if not isinstance(offset, int) or tensor.is_neg() or tensor.is_conj() or tensor.layout is not torch.strided:
@@ -181,24 +172,24 @@ class _MappedFile:
             return None
         itemsize, first, shape, stride = tensor.element_size(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride()
         if tensor.numel() == 0:
-            return lambda: (memoryview(b""),)
+            return self.file.spans([])
         last = first + sum((n - 1) * step for n, step in zip(shape, stride))
         if first < 0 or min(stride, default=0) < 0 or (last + 1) * itemsize > storage_bytes:
             return None
         start = offset + first * itemsize
         if tensor.is_contiguous():
-            stop = start + tensor.numel() * itemsize
-            return lambda: (self._open_view(name)[start:stop],)
+            return self.file.spans([(start, tensor.numel() * itemsize)])
+        elements_source = self.file.spans([(start, (last + 1 - first) * itemsize)])
 
         def gather() -> tuple[memoryview]:
             # A view into a bigger storage, not in C order: its own elements, copied (like contiguous()).
-            elements = np.frombuffer(self._open_view(name)[start : offset + storage_bytes], dtype=f"V{itemsize}")
+            elements = np.frombuffer(elements_source.read(0, elements_source.size), dtype=f"V{itemsize}")
             strided = np.lib.stride_tricks.as_strided(
                 elements, shape, [step * itemsize for step in stride], writeable=False
             )
             return (memoryview(np.ascontiguousarray(strided).view(np.uint8).reshape(-1)),)
 
-        return gather
+        return MemoryBytes(gather)
 
 
 def read_torch_load(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
@@ -232,7 +223,7 @@ def read_torch_load(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
 
 
 def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Checkpoint | None:
-    """read_torch_load's work; with `mapped`, tensor bytes come from our own map (None: cannot)."""
+    """read_torch_load's work; with `mapped`, tensor bytes are read by us from the zip records (None: cannot)."""
     notes: list[str] = []
     loaded = _load(path, zipped=zipped, trust_pickle=trust_pickle, notes=notes, meta=mapped)
     if not zipped:
@@ -241,7 +232,7 @@ def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Chec
     tensors: dict[str, torch.Tensor] = {}
     entries: list[Entry] = []
     left_out: list[str] = []
-    mapped_file = _MappedFile(path) if mapped and any(isinstance(v, torch.Tensor) and v.is_meta for v in state.values()) else None
+    mapped_file = _RecordFile(path) if mapped and any(isinstance(v, torch.Tensor) and v.is_meta for v in state.values()) else None
     for name, value in state.items():
         if not isinstance(name, str):
             left_out.append(f"{name!r} (a {type(name).__name__} key)")
@@ -253,8 +244,7 @@ def _read(path: Path, *, zipped: bool, trust_pickle: bool, mapped: bool) -> Chec
                     if mapped_file is not None:
                         mapped_file.close()
                     return None
-                release = mapped_file.releaser.release if mapped_file.releaser is not None else None
-                entry = TensorEntry(entry.name, entry.dtype, entry.shape, source, release, mapped_file.file.locate)
+                entry = TensorEntry(entry.name, entry.dtype, entry.shape, source)
             entries.append(entry)
         elif isinstance(value, PLAIN_VALUE_TYPES):
             entries.append(ValueEntry(name, value))

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from convmigrate.entries import Entry, Locate, TensorEntry
-from convmigrate.errors import UsageError, WriteError
+from convmigrate.entries import Entry, TensorEntry
+from convmigrate.errors import UsageError
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.torch_pickle import state_dict_dumps, tensor_call
 
@@ -77,11 +78,12 @@ class _TorchZipWriter:
         self.stream.write(data)
         self.offset += len(data)
 
-    def add(self, name: str, chunks: Iterable[bytes | memoryview], size: int, locate: Locate | None = None) -> None:
-        """One stored record of `size` bytes, its data taken from `chunks` (found by `locate`)."""
+    def add(self, name: str, content: bytes | TensorEntry, on_bytes: Callable[[int], None] | None = None) -> None:
+        """One stored record: `content`'s bytes (a tensor's streamed, copied by the kernel where it can)."""
         if self.state != "open":
             raise RuntimeError(f"_TorchZipWriter.add({name!r}) after the archive was {self.state}")
         full_name = f"{ARCHIVE_NAME}/{name}".encode()
+        size = content.nbytes if isinstance(content, TensorEntry) else len(content)
         header_offset = self.offset
         zip64 = size >= _ZIP64_LIMIT or header_offset >= _ZIP64_LIMIT
         zip64_extra = _zip64_extra(size, header_offset) if zip64 else b""
@@ -92,13 +94,13 @@ class _TorchZipWriter:
         flags = _FLAG_UTF8 | (_FLAG_DATA_DESCRIPTOR if size else 0)
         self._write(_LOCAL_HEADER.pack(0x04034B50, 0, flags, 0, 0, 0, 0, 0, 0, len(full_name), len(extra)))
         self._write(full_name + extra)
-        crc, written = 0, 0
-        for chunk in chunks:
-            crc = self.tensor_bytes.write(memoryview(chunk), locate, crc)
-            written += len(chunk)
-            self.offset += len(chunk)
-        if written != size:
-            raise WriteError(f"{name}: wrote {written} bytes where {size} were announced")
+        if isinstance(content, TensorEntry):
+            crc = self.tensor_bytes.write_entry(content, crc=0, on_bytes=on_bytes)
+            assert crc is not None
+        else:
+            self.stream.write(content)
+            crc = zlib.crc32(content)
+        self.offset += size
         if size:
             sizes = struct.pack("<QQ" if zip64 else "<II", size, size)
             self._write(struct.pack("<II", 0x08074B50, crc) + sizes)
@@ -198,15 +200,14 @@ def write_torch(
     del metadata
     zip_writer = _TorchZipWriter(stream)
     data_pkl = state_dict_pickle(entries)
-    zip_writer.add("data.pkl", [data_pkl], len(data_pkl))
+    zip_writer.add("data.pkl", data_pkl)
     for name, content in ((".format_version", b"1"), (".storage_alignment", str(STORAGE_ALIGNMENT).encode()), ("byteorder", b"little")):
-        zip_writer.add(name, [content], len(content))
+        zip_writer.add(name, content)
     tensors = [e for e in entries if isinstance(e, TensorEntry)]
     for key, tensor in enumerate(tensors):
-        zip_writer.add(f"data/{key}", tensor.checked_chunks(on_bytes), tensor.nbytes, tensor.locate)
-    zip_writer.add("version", [FILE_FORMAT_VERSION], len(FILE_FORMAT_VERSION))
-    serialization_id = zip_writer.serialization_id()
-    zip_writer.add(".data/serialization_id", [serialization_id], len(serialization_id))
+        zip_writer.add(f"data/{key}", tensor, on_bytes)
+    zip_writer.add("version", FILE_FORMAT_VERSION)
+    zip_writer.add(".data/serialization_id", zip_writer.serialization_id())
     zip_writer.finish()
 
 

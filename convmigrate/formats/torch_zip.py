@@ -3,8 +3,8 @@
 Importing torch costs about a second and torch's weights_only unpickler about a second per
 10 000 tensors; neither is needed to read a state dict of dense tensors. This module maps the
 zip's records and reads `data.pkl`; `pickle_reader` turns the pickle into plain data and tensor
-records, `state_dict` finds the state dict in it, and each tensor's bytes are served from our
-own memory map of its storage record.
+records, `state_dict` finds the state dict in it, and each tensor's bytes are read from its
+storage record in the open file (formats/input_file.py).
 
 `read_torch_zip` returns None for what it does not serve (another global, a non-contiguous
 view, a damaged archive, a pickle that asks for code): `torch_file.read_torch` then hands the
@@ -25,8 +25,7 @@ from pathlib import Path
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
-from convmigrate.formats.filemap import MappedFile, map_file
-from convmigrate.formats.pages import PageReleaser
+from convmigrate.formats.input_file import FileSpans, InputFile, open_input
 from convmigrate.formats.pickle_reader import NeedsTorch, TensorRecord, load_pickle
 from convmigrate.formats.state_dict import PLAIN_VALUE_TYPES, find_state_dict, state_dict_notes
 from convmigrate.vocab import Format
@@ -37,12 +36,8 @@ EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
 # --------------------------------------------------------------------------- zip records
-def zip_records(file: MappedFile, infos: list[zipfile.ZipInfo]) -> dict[str, tuple[int, int]]:
-    """Record name -> (data offset, stored size) for every uncompressed record that fits.
-
-    Local headers are read with pread, not through the map: touching 4 000 headers spread over
-    a 2 GB file would fault ~64 KiB around each into this process (+66 MiB peak RSS here).
-    """
+def zip_records(file: InputFile, infos: list[zipfile.ZipInfo]) -> dict[str, tuple[int, int]]:
+    """Record name -> (data offset, stored size) for every uncompressed record that fits."""
     records: dict[str, tuple[int, int]] = {}
     for info in infos:
         at = info.header_offset
@@ -64,17 +59,10 @@ def _data_pickle(infos: list[zipfile.ZipInfo]) -> zipfile.ZipInfo | None:
     return found[0] if len(found) == 1 else None
 
 
-def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped_file: MappedFile):
-    """(source_for(name, tensor), close) over one read-only map of the file."""
-    mapped = mapped_file.data
-    view = memoryview(mapped) if mapped is not None else memoryview(b"")
+def _sources(records: dict[str, tuple[int, int]], prefix: str, file: InputFile) -> Callable[[str, TensorRecord], FileSpans]:
+    """source_for(name, tensor): the tensor's bytes in its storage's record."""
 
-    def open_view(name: str) -> memoryview:
-        if mapped_file.closed:
-            raise ValueError(f"{name}: the checkpoint was closed")
-        return view
-
-    def source_for(name: str, tensor: TensorRecord) -> Callable[[], tuple[memoryview]]:
+    def source_for(name: str, tensor: TensorRecord) -> FileSpans:
         storage = tensor.storage
         record = records.get(f"{prefix}data/{storage.key}")
         storage_bytes = storage.numel * (storage.dtype.itemsize if storage.dtype else 1)
@@ -86,10 +74,9 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, mapped_file: Mapp
         if record is None or record[1] < storage_bytes or not tensor.contiguous() or first < 0 \
                 or (numel and first + nbytes > storage_bytes):
             raise NeedsTorch(f"{name}: a record or view this reader does not serve")
-        start = record[0] + first
-        return lambda: (open_view(name)[start : start + nbytes],)
+        return file.spans([(record[0] + first, nbytes)] if numel else [])
 
-    return source_for, mapped_file.closer(view)
+    return source_for
 
 
 def read_torch_zip(path: Path) -> Checkpoint | None:
@@ -111,12 +98,9 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
         state = find_state_dict(path, loaded, notes, lambda v: isinstance(v, TensorRecord))
     except UnreadableCheckpointError:
         return None  # the same verdict comes from torch_file, with torch's own view of the file
-    mapped_file = map_file(path)
-    mapped = mapped_file.data
-    records = zip_records(mapped_file, infos)
-    source_for, close = _sources(records, prefix, mapped_file)
-    releaser = PageReleaser.for_map(mapped)
-    release = releaser.release if releaser is not None else None
+    file = open_input(path)
+    records = zip_records(file, infos)
+    source_for = _sources(records, prefix, file)
     entries: list[Entry] = []
     left_out: list[str] = []
     try:
@@ -124,17 +108,15 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
             if not isinstance(name, str):
                 left_out.append(f"{name!r} (a {type(name).__name__} key)")
             elif isinstance(value, TensorRecord):
-                entries.append(
-                    TensorEntry(name, value.dtype, value.shape, source_for(name, value), release, mapped_file.locate)
-                )
+                entries.append(TensorEntry(name, value.dtype, value.shape, source_for(name, value)))
             elif isinstance(value, PLAIN_VALUE_TYPES):
                 entries.append(ValueEntry(name, value))
             else:
                 left_out.append(f"{name!r} ({type(value).__name__})")
     except NeedsTorch:
-        close()
+        file.close()
         return None
     notes += state_dict_notes([e.name for e in entries if isinstance(e, TensorEntry)], left_out)
     checkpoint = Checkpoint(Format.TORCH, entries, notes=notes)
-    checkpoint.add_closer(close)
+    checkpoint.add_closer(file.close)
     return checkpoint

@@ -103,12 +103,6 @@ class _ConvPair:
     weights: tuple[np.ndarray, np.ndarray]  # original, converted
     biases: tuple[np.ndarray | None, np.ndarray | None]
     tolerance: tuple[float, float]
-    entries: tuple[Entry | None, ...]  # whose mapped pages to give back afterwards
-
-    def release(self) -> None:
-        for entry in self.entries:
-            if isinstance(entry, TensorEntry):
-                entry.release_pages()
 
 
 class _Verifier:
@@ -147,11 +141,6 @@ class _Verifier:
                 pairs = original_side(setup, self.source_framework, weight, bias, self.rng(index))
             except ValueError:
                 continue  # run() reports it, layer by layer
-            finally:
-                for name in step.sources:
-                    entry = self.by_original.get(name)
-                    if isinstance(entry, TensorEntry):
-                        entry.release_pages()
             self.prepared[index] = (bias is not None, pairs)
 
     def run(self, converted: Checkpoint) -> Verification:
@@ -205,7 +194,6 @@ class _Verifier:
         outcome = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
                              pair.tolerance, self.rng(index), prepared=prepared)
         pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome[0]
-        pair.release()
         return pair.check
 
     def bias_step(self, step: Step) -> Step | None:
@@ -234,11 +222,7 @@ class _Verifier:
             self.tolerance[0] if self.tolerance[0] is not None else default_rtol,
             self.tolerance[1] if self.tolerance[1] is not None else default_atol,
         )
-        # The weights are read through memory maps: their pages are given back after the check.
-        entries = (got, *(self.by_original.get(name) for name in step.sources))
-        if bias_step is not None:
-            entries += (self.by_original.get(bias_step.sources[0]), self.by_converted.get(str(bias_step.target)))
-        return _ConvPair(check, setup, (original_weight, as_float32(got)), biases, tolerance, entries)
+        return _ConvPair(check, setup, (original_weight, as_float32(got)), biases, tolerance)
 
     def stack_key(self, step: Step) -> tuple | None:
         """Small plain float32 Conv1d layers with equal shapes share a key: they run stacked."""
@@ -287,7 +271,6 @@ class _Verifier:
         checks = {}
         for (index, _), pair, outcome in zip(stack, pairs, outcomes):
             pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome  # type: ignore[union-attr]
-            pair.release()  # type: ignore[union-attr]
             checks[index] = pair.check  # type: ignore[union-attr]
         return checks
 
