@@ -26,10 +26,29 @@ class Limit:
 
 
 SAFETENSORS_MAX_HEADER = 100 * MiB
+# Verification's arrays for one conv (random input, padded input, outputs) are bounded by the
+# weight's real elements, never by what a shape or a layers JSON claims: at most this many times
+# the weight's element count, or the floor for small weights.
+VERIFY_ELEMENTS_PER_WEIGHT = 64
+VERIFY_ELEMENTS_FLOOR = 1 << 22
+# The check of a translated conv (`convmigrate layers`, a layers JSON) runs random weights of at
+# most 2 channels per group on inputs its hyperparameters size: their arrays stay under this.
+LAYER_CHECK_MAX_ELEMENTS = 1 << 24
 
 LIMITS: tuple[Limit, ...] = (
     Limit("SAFETENSORS_MAX_HEADER", SAFETENSORS_MAX_HEADER, "the JSON header of a safetensors file",
           "the safetensors library refuses headers over 100 MB too"),
+    Limit("VERIFY_ELEMENTS_PER_WEIGHT", VERIFY_ELEMENTS_PER_WEIGHT,
+          "the largest array verification builds for one conv, per element of its weight",
+          "a plain stride-1 check needs under 10x; a layers JSON's dilation, stride or groups claiming more "
+          "fails that layer's check (exit 1) instead of allocating; the frameworks have no such check"),
+    Limit("VERIFY_ELEMENTS_FLOOR", VERIFY_ELEMENTS_FLOOR,
+          "the largest array verification builds for one conv, whatever its weight (16 MiB of float32)",
+          "room for small layers with long dilated kernels; a zero-element weight is never run at all"),
+    Limit("LAYER_CHECK_MAX_ELEMENTS", LAYER_CHECK_MAX_ELEMENTS,
+          "the arrays the check of one translated conv builds (channels x samples), from its hyperparameters",
+          "a 1024-group depthwise conv with a 2049-sample dilated kernel needs 4M; a kernel_size, dilation, stride, "
+          "padding or groups claiming more is refused (exit 2); the frameworks allocate what they are told"),
 )
 
 

@@ -138,7 +138,8 @@ def _folded_entry(step: Step, by_name: dict[str, Entry]) -> TensorEntry:
 
     def compute() -> tuple[memoryview]:
         folded = fold_weight_norm(g.array(), v.array(), step.fold_dim, v.dtype)
-        return (memoryview(np.asarray(folded, order="C")).cast("B"),)
+        # Flat first: memoryview cannot cast a view with a zero in its shape (a zero-element layer).
+        return (memoryview(np.ascontiguousarray(folded).reshape(-1)).cast("B"),)
 
     return TensorEntry(str(step.target), v.dtype, tuple(step.target_shape or v.shape), compute)
 

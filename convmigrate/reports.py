@@ -52,7 +52,7 @@ def junit_xml(verification: Verification, suite: str) -> str:
     failed = [c for c in verification.tensors if not c.passed]
     if failed:
         ET.SubElement(case, "failure", message=f"{len(failed)} tensor(s) differ").text = "\n".join(
-            f"{printable(c.target)}: {printable(c.detail)}" for c in failed
+            f"{printable(c.label)}: {printable(c.detail)}" for c in failed
         )
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

@@ -23,4 +23,11 @@ def render_verification(verification: Verification) -> None:
     console.print(f"other tensors: {identical}/{len(verification.tensors)} bit-identical")
     for check in verification.tensors:
         if not check.passed:
-            console.print(line(("FAIL ", "red"), f"{check.target}: {check.detail}"))
+            kind = f", {check.kind}" if check.kind else ""
+            console.print(line(("FAIL ", "red"), f"{check.target or check.source} (layer {check.layer or '(root)'}{kind}): "
+                               f"{check.detail}"))
+    if verification.dropped:
+        shown_drops = MAX_TABLE_ROWS // 8
+        more = len(verification.dropped) - shown_drops
+        console.print(line("dropped on purpose: ", ", ".join(d.source for d in verification.dropped[:shown_drops])
+                           + (f" and {more} more" if more > 0 else ""), " (--report lists each with its reason)"))

@@ -69,4 +69,5 @@ def verify_command(
         raise_failure(result)
         if out.human:
             console.print(f"verified: {len(result.verification.layers)} conv layers match, "
-                          f"{len(result.verification.tensors)} other tensors bit-identical")
+                          f"{len(result.verification.tensors)} other tensors bit-identical, "
+                          f"{len(result.verification.dropped)} dropped on purpose")

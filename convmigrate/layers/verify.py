@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from convmigrate import numerics
-from convmigrate.layers.spec import LayerSpec, PostCrop, PrePad, UnverifiedTranslationError
+from convmigrate.layers.spec import LayerSpec, LayerTranslationError, PostCrop, PrePad, UnverifiedTranslationError
+from convmigrate.limits import LAYER_CHECK_MAX_ELEMENTS
 from convmigrate.vocab import Framework, LayerKind
 
 # torch.nn.functional.pad / mindspore.ops.pad mode -> numpy.pad mode.
@@ -77,6 +78,27 @@ def verification_lengths(spec: LayerSpec) -> list[int]:
     return lengths
 
 
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else 0  # "same" / "valid": the span covers them
+
+
+def check_size(spec: LayerSpec, channels: int, lengths: list[int]) -> None:
+    """Refuse hyperparameters whose check would build arrays beyond LAYER_CHECK_MAX_ELEMENTS
+    (a layers JSON may claim a dilation of 2**40): sized from the numbers, before allocating."""
+    kw = spec.torch
+    longest = max(lengths)
+    samples = longest + kw["dilation"] * (kw["kernel_size"] - 1) + 1 \
+        + (spec.pre_pad.left + spec.pre_pad.right if spec.pre_pad else 0) \
+        + 2 * max(_count(kw["padding"]), _count(spec.mindspore.get("padding", 0)))
+    if spec.kind is LayerKind.CONV_TRANSPOSE1D:  # the output grows with the stride
+        samples += (longest - 1) * kw["stride"] + _count(kw.get("output_padding", 0))
+    if channels * samples > LAYER_CHECK_MAX_ELEMENTS:
+        raise LayerTranslationError(
+            f"{spec.name}: kernel_size {kw['kernel_size']}, dilation {kw['dilation']}, stride {kw['stride']}, padding "
+            f"{kw['padding']!r} and {kw['groups']} groups need arrays of {channels * samples:,} values to check; "
+            f"at most {LAYER_CHECK_MAX_ELEMENTS:,} (limits.LAYER_CHECK_MAX_ELEMENTS)")
+
+
 def verify_spec(spec: LayerSpec, seed: int = 0) -> LayerSpec:
     """Run source and translation with the bundled conv; set spec.verified or raise.
 
@@ -90,11 +112,13 @@ def verify_spec(spec: LayerSpec, seed: int = 0) -> LayerSpec:
     groups = kw["groups"]
     cin = groups * min(kw["in_channels"] // groups, 2)
     cout = groups * min(kw["out_channels"] // groups, 2)
+    lengths = verification_lengths(spec)
+    check_size(spec, max(cin, cout), lengths)
     rng = np.random.default_rng(seed)
     shape = (cout, cin // groups, kw["kernel_size"]) if spec.kind is LayerKind.CONV1D else (cin, cout // groups, kw["kernel_size"])
     w = rng.standard_normal(shape).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32) if kw["bias"] else None
-    worst, lengths = 0.0, verification_lengths(spec)
+    worst = 0.0
     for length in lengths:
         x = rng.standard_normal((1, cin, length)).astype(np.float32)
         expected = np.asarray(_run(spec, spec.source, x, w, b))

@@ -10,7 +10,7 @@ The user's TOML rules (`rules/user.py`) extend both tables.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from convmigrate.vocab import Framework, ParamFamily
@@ -27,7 +27,7 @@ class ParamName:
     mindspore: str | None
 
 
-# Parameter family -> its parameters. Families not listed (Conv2d) keep their names. The user's
+# Parameter family -> its parameters, named in each framework. The user's
 # TOML rules add families of their own (keyed by plain strings).
 PARAM_NAMES: dict[ParamFamily | str, tuple[ParamName, ...]] = {
     # torch.nn.BatchNorm1d/2d and InstanceNorm1d(track_running_stats=True)
@@ -50,6 +50,8 @@ PARAM_NAMES: dict[ParamFamily | str, tuple[ParamName, ...]] = {
     # torch.nn.Conv1d / ConvTranspose1d <-> mindspore.nn.Conv1d / Conv1dTranspose: same names,
     # the weight gains or loses the unit axis (rules/conv.py)
     ParamFamily.CONV1D: (ParamName("weight", "weight"), ParamName("bias", "bias")),
+    # torch.nn.Conv2d <-> mindspore.nn.Conv2d: same names and shapes
+    ParamFamily.CONV2D: (ParamName("weight", "weight"), ParamName("bias", "bias")),
 }
 
 # Layer names that hint at a kind when the parameters alone cannot tell (a lone 2-D `weight` is
@@ -59,12 +61,49 @@ _NORM_HINT = r"(norm|^ln|[._]ln(_?\w*)?$|[._]bn\d*$|[._]gn$)"
 _PRELU_HINT = r"(prelu|(^|[._])act(ivation)?\d*$)"
 
 
+Shapes = Mapping[str, Sequence[int]]  # a layer's parameters: {suffix: shape}
+
+
+# Shape tests the rules use: what the shapes alone can decide.
+def same_shape(params: Shapes) -> bool:
+    """A norm's weight and bias: one shape, of any rank (LayerNorm([1, n]) has two (1, n))."""
+    return tuple(params["weight"]) == tuple(params["bias"])
+
+
+def linear_bias(params: Shapes) -> bool:
+    """A Linear's bias, if any, is 1-D with the weight's first dimension (its outputs)."""
+    bias = params.get("bias")
+    return bias is None or (len(bias) == 1 and len(params["weight"]) >= 1 and bias[0] == params["weight"][0])
+
+
+def conv_bias(params: Shapes) -> bool:
+    """A conv's bias, if any, is 1-D with its output channels: the weight's first dimension, or
+    (a transposed conv, (C_in, C_out/groups, ...)) a multiple of its second."""
+    bias, weight = params.get("bias"), params["weight"]
+    if bias is None:
+        return True
+    if len(bias) != 1 or len(weight) < 2:
+        return False
+    return bias[0] == weight[0] or (weight[1] > 0 and bias[0] % weight[1] == 0)
+
+
+def mindspore_conv1d_shapes(params: Shapes) -> bool:
+    """MindSpore's nn.Conv1d weight (C_out, C_in/group, 1, K) and a conv's bias."""
+    return params["weight"][2] == 1 and conv_bias(params)
+
+
+def mindspore_conv2d_shapes(params: Shapes) -> bool:
+    """A 4-D weight whose kernel is not (1, K): only a Conv2d has it."""
+    return params["weight"][2] != 1 and conv_bias(params)
+
+
 @dataclass(frozen=True)
 class KindRule:
-    """Recognise a layer kind from its sibling parameter suffixes, as one framework names them.
+    """Recognise a layer's parameter family from its sibling suffixes, as one framework names them.
 
     `required` must all be present; every present suffix must be in `required | optional`;
-    `weight_ndim` (if set) is the rank of the layer's main parameter; `name_hint` a regex on the
+    `weight_ndim` (if set) is the rank of the layer's main parameter; `shapes` a test of the
+    parameters' shapes (bias rank and size, a norm's equal shapes); `name_hint` a regex on the
     layer's name. `certain` False marks a guess the user should confirm (a report, or --strict).
     """
 
@@ -73,11 +112,12 @@ class KindRule:
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
     weight_ndim: int | None = None
+    shapes: Callable[[Shapes], bool] | None = None
     name_hint: str | None = None
     certain: bool = True
     why: str = ""
 
-    def matches(self, layer: str, params: Mapping[str, Sequence[int]]) -> bool:
+    def matches(self, layer: str, params: Shapes) -> bool:
         present = set(params)
         if not self.required <= present or not present <= self.required | self.optional:
             return False
@@ -85,6 +125,8 @@ class KindRule:
             main = "weight" if "weight" in self.required else sorted(self.required)[0]
             if len(params[main]) != self.weight_ndim:
                 return False
+        if self.shapes is not None and not self.shapes(params):
+            return False
         return self.name_hint is None or re.search(self.name_hint, layer, re.IGNORECASE) is not None
 
 
@@ -98,25 +140,33 @@ KIND_RULES: tuple[KindRule, ...] = (
     # PyTorch side
     _rule(ParamFamily.BATCH_NORM, T, {"running_mean", "running_var"}, {"weight", "bias", "num_batches_tracked"},
           why="has running_mean/running_var"),
-    _rule(ParamFamily.NORM, T, {"weight", "bias"}, weight_ndim=1, why="1-D weight and bias"),
-    _rule(ParamFamily.CONV1D, T, {"weight"}, {"bias"}, weight_ndim=3, why="3-D weight"),
-    _rule(ParamFamily.LINEAR, T, {"weight", "bias"}, weight_ndim=2, why="2-D weight and bias"),
+    # LayerNorm / GroupNorm / affine InstanceNorm, any normalized shape: LayerNorm([1, n]) is no Linear
+    _rule(ParamFamily.NORM, T, {"weight", "bias"}, shapes=same_shape, why="weight and bias of one shape"),
+    _rule(ParamFamily.CONV1D, T, {"weight"}, {"bias"}, weight_ndim=3, shapes=conv_bias, why="3-D weight"),
+    # nn.Conv2d / ConvTranspose2d: MindSpore's nn.Conv2d has the same names and shapes
+    _rule(ParamFamily.CONV2D, T, {"weight"}, {"bias"}, weight_ndim=4, shapes=conv_bias,
+          why="4-D weight: same names and shapes in MindSpore"),
+    _rule(ParamFamily.LINEAR, T, {"weight", "bias"}, weight_ndim=2, shapes=linear_bias,
+          why="2-D weight, 1-D bias of its first dimension"),
     _rule(ParamFamily.EMBEDDING, T, {"weight"}, weight_ndim=2, name_hint=_EMBEDDING_HINT, certain=False,
           why="lone 2-D weight in a layer named like an embedding"),
-    _rule(ParamFamily.LINEAR, T, {"weight"}, weight_ndim=2, certain=False,
-          why="lone 2-D weight: a bias-free Linear (an Embedding would need --rules or --reference)"),
     _rule(ParamFamily.PRELU, T, {"weight"}, weight_ndim=1, name_hint=_PRELU_HINT, certain=False,
           why="lone 1-D weight in a layer named like a PReLU"),
-    _rule(ParamFamily.NORM, T, {"weight"}, weight_ndim=1, name_hint=_NORM_HINT, certain=False,
-          why="lone 1-D weight in a layer named like a norm (bias-free LayerNorm)"),
+    _rule(ParamFamily.NORM, T, {"weight"}, name_hint=_NORM_HINT, certain=False,
+          why="lone weight in a layer named like a norm (a bias-free LayerNorm)"),
+    _rule(ParamFamily.LINEAR, T, {"weight"}, weight_ndim=2, certain=False,
+          why="lone 2-D weight: a bias-free Linear (an Embedding would need --rules or --reference)"),
     # MindSpore side
     _rule(ParamFamily.BATCH_NORM, M, {"moving_mean", "moving_variance"}, {"gamma", "beta"}, why="has moving_mean/moving_variance"),
     _rule(ParamFamily.NORM, M, {"gamma"}, {"beta"}, why="has gamma"),
     _rule(ParamFamily.EMBEDDING, M, {"embedding_table"}, why="has embedding_table"),
     _rule(ParamFamily.PRELU, M, {"w"}, why="has w"),
-    _rule(ParamFamily.CONV1D, M, {"weight"}, {"bias"}, weight_ndim=4, certain=False,
-          why="4-D weight with a unit third axis (a Conv2d with a (1, K) kernel looks the same)"),
-    _rule(ParamFamily.LINEAR, M, {"weight"}, {"bias"}, weight_ndim=2, why="2-D weight"),
+    _rule(ParamFamily.CONV2D, M, {"weight"}, {"bias"}, weight_ndim=4, shapes=mindspore_conv2d_shapes,
+          why="4-D weight without a unit third axis: a Conv2d"),
+    _rule(ParamFamily.CONV1D, M, {"weight"}, {"bias"}, weight_ndim=4, shapes=mindspore_conv1d_shapes,
+          certain=False, why="4-D weight with a unit third axis (a Conv2d with a (1, K) kernel looks the same)"),
+    _rule(ParamFamily.LINEAR, M, {"weight"}, {"bias"}, weight_ndim=2, shapes=linear_bias,
+          why="2-D weight, 1-D bias (if any) of its first dimension"),
 )
 
 
@@ -176,10 +226,6 @@ class NameRules:
                 return FamilyGuess(kind, True, why)
         if self.exclusive:
             return FamilyGuess(None, True, "not a module of the model that the migration renames")
-        if framework is Framework.MINDSPORE and set(params) <= {"weight", "bias"}:
-            weight = params.get("weight")
-            if weight is not None and len(weight) == 4 and weight[2] != 1:
-                return FamilyGuess(None, True, "4-D weight without a unit third axis (a Conv2d)")
         for rule in self.kind_rules:
             if rule.framework is framework and rule.matches(layer, params):
                 return FamilyGuess(rule.kind, rule.certain, rule.why)

@@ -7,13 +7,26 @@
 g keeps the size of v on the normalised axis `dim` and is 1 elsewhere:
     dim=0: g (C_out, 1, 1), v (C_out, C_in/groups, K)
     dim=2: g (1, 1, K)      (wav2vec2's positional conv)
-MindSpore's nn.Conv1d has no weight norm, so the pair folds into one plain `weight`.
+MindSpore's layers have no weight norm: the pair folds into one plain `weight`
+(--fold-weight-norm), or is kept for a port that implements weight norm itself (MindOne's cells
+do), each half reshaped as the layer's weight is (a Conv1d's unit axis: v (C_out, C_in/g, 1, K),
+g (C_out, 1, 1, 1)).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from convmigrate.vocab import ParamFamily
+
+# The MindSpore layer that a weight-normalised layer of each family becomes, for messages.
+MINDSPORE_LAYERS: dict[ParamFamily | str, str] = {
+    ParamFamily.CONV1D: "nn.Conv1d",
+    ParamFamily.CONV2D: "nn.Conv2d",
+    ParamFamily.LINEAR: "nn.Dense",
+    ParamFamily.EMBEDDING: "nn.Embedding",
+}
 
 # (g suffix, v suffix) after "<layer>."; the folded parameter is "<layer>.weight".
 WEIGHT_NORM_FORMS: tuple[tuple[str, str], ...] = (

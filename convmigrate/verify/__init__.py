@@ -3,8 +3,12 @@
 Every Conv1d / ConvTranspose1d weight of the original is paired with its converted counterpart
 by the migration plan. Deterministic random inputs run through the original under its own
 framework's semantics and through the converted weight under the other framework's semantics,
-both with the bundled NumPy convolution (never torch's or MindSpore's kernels). Every other
-tensor must be bit-identical (a created one must be zero).
+both with the bundled NumPy convolution (never torch's or MindSpore's kernels), and their bytes
+compared bit for bit (a reshape moves them unchanged). Every other tensor must be bit-identical
+(a created one zero, a folded weight norm equal to g * v / ||v||). Every tensor of both files is
+accounted for: one the converted file lacks, one it has that nothing produces, one under another
+name, of another dtype or shape fails, named with its layer; one the conversion drops on purpose
+(training state) is listed with its reason.
 
 Without layer hyperparameters the convs run as plain stride-1, unpadded convs (PyTorch
 `padding=0` is MindSpore `pad_mode="valid"`): that checks every weight value lands where the
@@ -29,11 +33,11 @@ from convmigrate.verify.conv import (
     setup_from_spec,
     setups_from_layers,
 )
-from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
+from convmigrate.verify.results import Dropped, LayerCheck, TensorCheck, Verification
 from convmigrate.verify.runner import BackgroundVerification, direction_between, verify_migration
 
 __all__ = [
-    "DEFAULT_TOLERANCE", "BackgroundVerification", "ConvSetup", "LayerCheck", "TensorCheck", "Verification",
+    "DEFAULT_TOLERANCE", "BackgroundVerification", "ConvSetup", "Dropped", "LayerCheck", "TensorCheck", "Verification",
     "check_conv", "direction_between", "original_side", "setup_from_spec", "setups_from_layers", "verify_migration",
 ]
 

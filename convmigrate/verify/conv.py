@@ -12,14 +12,15 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from convmigrate import numerics
 from convmigrate.entries import TensorEntry
+from convmigrate.limits import VERIFY_ELEMENTS_FLOOR, VERIFY_ELEMENTS_PER_WEIGHT
 from convmigrate.plan import Direction
-from convmigrate.vocab import Framework, LayerKind
+from convmigrate.vocab import Framework, LayerKind, ProblemCode
 
 # (rtol, atol) by weight dtype, relative to the largest output magnitude. Both sides compute
 # in float32 from the same values, so a correct conversion is off by rounding only; a wrong one
@@ -122,7 +123,59 @@ def as_float32(entry: TensorEntry) -> np.ndarray:
     return np.asarray(entry.dtype.to_float32(array), dtype=np.float32)
 
 
-Outcome = tuple[float, float, bool, str]  # max abs error, max relative error, passed, detail
+class Outcome(NamedTuple):
+    """One block's result: the worst errors, and why it failed (`code` None when it passed)."""
+
+    max_abs: float
+    max_rel: float
+    passed: bool
+    detail: str = ""
+    code: ProblemCode | None = None
+
+
+def _failed(detail: str, code: ProblemCode, blocks: int) -> list[Outcome]:
+    return [Outcome(float("inf"), float("inf"), False, detail, code)] * blocks
+
+
+def _count(value: Any) -> int:
+    """A hyperparameter as a count: PyTorch's 1-tuples unwrapped, "same"/"valid" as 0."""
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else 0
+    return 0 if isinstance(value, str) else int(value)
+
+
+def largest_array(setup: ConvSetup, weight_shape: tuple[int, ...], length: int) -> int:
+    """Elements of the largest array one run of this conv builds (input, padded input, output),
+    from the weight's shape and the hyperparameters alone: what to check before allocating."""
+    kernel = weight_shape[-1]
+    groups = _groups(setup)
+    dilation, stride = _count(setup.torch.get("dilation", 1)), _count(setup.torch.get("stride", 1))
+    span = (kernel - 1) * dilation + 1
+    transposed = setup.kind is LayerKind.CONV_TRANSPOSE1D
+    in_channels = weight_shape[0] if transposed else weight_shape[1] * groups
+    out_channels = weight_shape[1] * groups if transposed else weight_shape[0]
+    pads = (setup.pre_pad.left + setup.pre_pad.right if setup.pre_pad is not None else 0) + span \
+        + 2 * max(_count(setup.torch.get("padding", 0)), _count(setup.mindspore.get("padding", 0)))
+    padded = length + pads
+    out_length = padded
+    if transposed:  # the input spread out by the stride, and the output it gives
+        out_length = (length - 1) * stride + 2 * span + _count(setup.torch.get("output_padding", 0)) + pads
+    return max(in_channels * padded, in_channels * out_length if transposed else 0, out_channels * out_length)
+
+
+class SizeClaimError(ValueError):
+    """A conv whose check would allocate far more than its weight holds: refused, not run."""
+
+
+def _check_size(setup: ConvSetup, weight: np.ndarray, length: int) -> None:
+    largest = largest_array(setup, weight.shape, length)
+    bound = max(VERIFY_ELEMENTS_FLOOR, VERIFY_ELEMENTS_PER_WEIGHT * weight.size)
+    if largest > bound:
+        raise SizeClaimError(
+            f"its check would build arrays of {largest:,} values for {weight.size:,} weights "
+            f"(more than {bound:,}: limits.VERIFY_ELEMENTS_PER_WEIGHT); its hyperparameters claim too much"
+        )
+
 
 
 def original_side(
@@ -132,12 +185,18 @@ def original_side(
     original_bias: np.ndarray | None,
     rng: np.random.Generator,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The random inputs and the original layer's outputs for them (float64)."""
+    """The random inputs and the original layer's outputs for them (float64).
+
+    Raises ValueError when the layer cannot run (SizeClaimError: its arrays would exceed the
+    bound its weight's real size sets).
+    """
     source_sem = _semantics(source_framework, original_weight)
     groups = _groups(setup)
     in_channels = original_weight.shape[0] if setup.kind is LayerKind.CONV_TRANSPOSE1D else original_weight.shape[1] * groups
+    lengths = _input_lengths(setup, original_weight.shape[-1])
+    _check_size(setup, original_weight, max(lengths))  # before anything is allocated
     pairs = []
-    for length in _input_lengths(setup, original_weight.shape[-1]):
+    for length in lengths:
         x = rng.standard_normal((BATCH, in_channels, length)).astype(np.float32)
         pairs.append((x, np.asarray(_run(source_sem, setup, x, original_weight, original_bias), dtype=np.float64)))
     return pairs
@@ -167,8 +226,10 @@ def check_conv(
     if prepared is None:
         try:
             prepared = original_side(setup, source_framework, original_weight, original_bias, rng)
+        except SizeClaimError as exc:
+            return _failed(f"not checked: {exc}", ProblemCode.UNCHECKABLE, blocks)
         except ValueError as exc:
-            return [(float("inf"), float("inf"), False, f"the original layer cannot run: {exc}")] * blocks
+            return _failed(f"the original layer cannot run: {exc}", ProblemCode.UNCHECKABLE, blocks)
     worst_abs, worst_rel = np.zeros(blocks), np.zeros(blocks)
     details = [""] * blocks
     rtol, atol = tolerance
@@ -177,9 +238,9 @@ def check_conv(
         try:
             got = np.asarray(_target_output(setup, target_sem, x, converted_weight, converted_bias), dtype=np.float64)
         except ValueError as exc:
-            return [(float("inf"), float("inf"), False, f"the converted layer cannot run: {exc}")] * blocks
+            return _failed(f"the converted layer cannot run: {exc}", ProblemCode.NUMERICS, blocks)
         if got.shape != expected.shape:
-            return [(float("inf"), float("inf"), False, f"output shape {got.shape} != original {expected.shape} (length {length})")] * blocks
+            return _failed(f"output shape {got.shape} != original {expected.shape} (length {length})", ProblemCode.NUMERICS, blocks)
         by_block = (blocks, -1)  # (N, blocks*C_out, L) -> each block's outputs in one row
         error = np.abs(got - expected).transpose(1, 0, 2).reshape(by_block).max(axis=1, initial=0.0)
         scale = np.abs(expected).transpose(1, 0, 2).reshape(by_block).max(axis=1, initial=0.0)
@@ -190,7 +251,8 @@ def check_conv(
         for block in np.flatnonzero(~np.isfinite(error) | (error > atol + rtol * scale)):
             if not details[block]:
                 details[block] = f"outputs differ by {error[block]:.3g} (scale {scale[block]:.3g}) at length {length}"
-    return [(float(worst_abs[i]), float(worst_rel[i]), not details[i], details[i]) for i in range(blocks)]
+    return [Outcome(float(worst_abs[i]), float(worst_rel[i]), not details[i], details[i],
+                    ProblemCode.NUMERICS if details[i] else None) for i in range(blocks)]
 
 
 def setups_from_layers(path: Any, direction: Direction) -> dict[str, ConvSetup]:

@@ -18,14 +18,15 @@ from convmigrate.verify.conv import (
     DEFAULT_TOLERANCE,
     PLAIN,
     ConvSetup,
+    Outcome,
     as_float32,
     check_conv,
     original_side,
     plain_setup,
 )
-from convmigrate.verify.results import LayerCheck, TensorCheck, Verification
-from convmigrate.verify.tensors import check_tensor
-from convmigrate.vocab import Format, Framework, ParamFamily
+from convmigrate.verify.results import ROOT_LAYER, Dropped, LayerCheck, TensorCheck, Verification
+from convmigrate.verify.tensors import check_folded, check_tensor, folded_weight, same_array_bytes
+from convmigrate.vocab import Format, Framework, LayerKind, ParamFamily, ProblemCode
 
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
 # release the GIL, so a second core verifies while the first walks the plan.
@@ -103,6 +104,20 @@ class _ConvPair:
     weights: tuple[np.ndarray, np.ndarray]  # original, converted
     biases: tuple[np.ndarray | None, np.ndarray | None]
     tolerance: tuple[float, float]
+    # A moved weight's raw arrays (original, converted), which must be bit-identical: the bytes
+    # the numerics read, compared without reading them again. None: a computed (folded) weight.
+    moved: tuple[np.ndarray, np.ndarray] | None
+
+    def judge(self, outcome: Outcome) -> LayerCheck:
+        """The numerics' outcome, then (a moved weight) the bytes: one ulp in one tap fails."""
+        check = self.check
+        check.max_abs, check.max_rel, check.passed, check.detail, check.code = outcome
+        if self.moved is not None:
+            check.bit_exact = same_array_bytes(*self.moved)
+            if check.passed and not check.bit_exact:
+                check.passed, check.code = False, ProblemCode.BYTES
+                check.detail = "its bytes differ from the original weight's (a reshape moves them unchanged)"
+        return check
 
 
 class _Verifier:
@@ -148,12 +163,14 @@ class _Verifier:
         # Big tensors go to the threads: their checks are NumPy work that releases the GIL.
         # Small ones are Python work that two threads would only fight over: this thread does
         # them meanwhile, small plain convs SMALL_CONV_STACK at a time. Results keep plan order.
-        outcomes: dict[int, Future | TensorCheck | LayerCheck | None] = {}
+        outcomes: dict[int, Future | TensorCheck | LayerCheck] = {}
         stacks: defaultdict[tuple, list[tuple[int, Step]]] = defaultdict(list)
         with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="convmigrate-verify") as pool:
             for index, step in enumerate(self.plan.written):
                 key = self.stack_key(step)
-                if key is not None:
+                if str(step.target) not in self.by_converted:
+                    outcomes[index] = _missing(step)
+                elif key is not None:
                     stacks[key].append((index, step))
                     if len(stacks[key]) == SMALL_CONV_STACK:
                         outcomes.update(self.small_convs(stacks.pop(key)))
@@ -169,9 +186,26 @@ class _Verifier:
             outcome = outcome.result() if isinstance(outcome, Future) else outcome
             if isinstance(outcome, LayerCheck):
                 result.layers.append(outcome)
-            elif outcome is not None:
+            else:
                 result.tensors.append(outcome)
+        result.tensors += self.unaccounted() + self.extras()
+        result.tensors = _renamed(result.tensors, self.by_original, self.by_converted)
+        result.dropped = [Dropped(", ".join(s.sources), s.layer, s.layer_kind, s.reason)
+                          for s in self.plan.steps if s.op is Op.DROP]
         return result
+
+    def extras(self) -> list[TensorCheck]:
+        """The converted file's tensors that no step of the plan produces: each fails."""
+        return [TensorCheck("", name, False, "in the converted checkpoint, but no tensor of the original produces it",
+                            layer=split_name(name)[0], code=ProblemCode.EXTRA)
+                for name in self.by_converted if name not in self.targets]
+
+    def unaccounted(self) -> list[TensorCheck]:
+        """Original tensors that the plan neither carries over nor drops (a plan that lost one)."""
+        planned = {name for step in self.plan.steps for name in step.sources}
+        return [TensorCheck(name, "", False, "the conversion neither carries it over nor drops it",
+                            layer=split_name(name)[0], code=ProblemCode.MISSING)
+                for name in self.by_original if name not in planned]
 
     def source_bytes(self, step: Step) -> int:
         return sum(getattr(self.by_original.get(name), "nbytes", 0) for name in step.sources)
@@ -180,10 +214,19 @@ class _Verifier:
         """Each check draws from its own stream: the same inputs whatever thread runs it."""
         return np.random.default_rng([self.seed, index])
 
-    def check(self, index: int, step: Step) -> TensorCheck | LayerCheck | None:
+    def dtype_tolerance(self, dtype_name: str) -> tuple[float, float]:
+        default_rtol, default_atol = DEFAULT_TOLERANCE.get(dtype_name, DEFAULT_TOLERANCE["float32"])
+        return (
+            self.tolerance[0] if self.tolerance[0] is not None else default_rtol,
+            self.tolerance[1] if self.tolerance[1] is not None else default_atol,
+        )
+
+    def check(self, index: int, step: Step) -> TensorCheck | LayerCheck:
         if not _is_conv_weight(step):
             if step.op is Op.FOLD_WEIGHT_NORM:
-                return None
+                v = self.by_original[step.sources[-1]]
+                return check_folded(step, self.by_original, self.by_converted,
+                                    self.dtype_tolerance(v.dtype.name if isinstance(v, TensorEntry) else "float32"))
             return check_tensor(step, self.by_original, self.by_converted)
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
@@ -193,18 +236,38 @@ class _Verifier:
             prepared = None  # prepared with a bias the converted file lacks (or without one it has): redo
         outcome = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
                              pair.tolerance, self.rng(index), prepared=prepared)
-        pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome[0]
-        return pair.check
+        return pair.judge(outcome[0])
 
     def bias_step(self, step: Step) -> Step | None:
         bias = self.targets.get(_bias_name(step))
         return bias if bias is not None and bias.sources and str(bias.target) in self.by_converted else None
 
     def conv_pair(self, step: Step) -> _ConvPair | LayerCheck:
-        """The layer's arrays, or its failed check when the converted weight is missing."""
-        layer = split_name(str(step.target))[0]
+        """The layer's arrays, or its check when there is nothing to run: a converted weight of
+        another dtype or shape fails before any array is built, a zero-element one passes with
+        its shape and bytes alone (no numerics, whatever its claimed kernel)."""
+        layer = _layer_of(step)
         got = self.by_converted.get(str(step.target))
-        original_weight = _original_weight(step, self.by_original)
+        source = self.by_original[step.sources[-1]]  # the weight, or a folded weight's v
+        moved = step.op is not Op.FOLD_WEIGHT_NORM
+        kind = self.layers[layer].kind if layer in self.layers else LayerKind.CONV1D
+        check = LayerCheck(layer or ROOT_LAYER, kind, ", ".join(step.sources), str(step.target), 0.0, 0.0, False)
+        if not isinstance(got, TensorEntry) or not isinstance(source, TensorEntry):
+            check.detail, check.code = "missing from the converted checkpoint", ProblemCode.MISSING
+            return check
+        if got.dtype != source.dtype:
+            check.detail, check.code = f"{got.dtype.name}, the original is {source.dtype.name}", ProblemCode.DTYPE
+            return check
+        if list(got.shape) != list(step.target_shape or ()):
+            check.detail = f"shape {got.shape}, the conversion gives {tuple(step.target_shape or ())}"
+            check.code = ProblemCode.SHAPE
+            return check
+        if got.numel == 0:
+            check.bit_exact = True if moved else None
+            check.passed = True  # nothing to compute: its shape (checked) is all there is
+            return check
+        raw = (source.array(), got.array()) if moved else None  # each read once, here
+        original_weight = _float32(source, raw[0]) if raw else _original_weight(step, self.by_original)
         bias_step = self.bias_step(step)
         biases: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         if bias_step is not None:
@@ -213,28 +276,23 @@ class _Verifier:
         setup = self.layers.get(layer) or plain_setup(
             original_weight.shape, biases[0].shape if biases[0] is not None else None
         )
-        check = LayerCheck(layer or "(root)", setup.kind, ", ".join(step.sources), str(step.target), 0.0, 0.0, False)
-        if not isinstance(got, TensorEntry):
-            check.detail = "missing from the converted checkpoint"
-            return check
-        default_rtol, default_atol = DEFAULT_TOLERANCE.get(got.dtype.name, DEFAULT_TOLERANCE["float32"])
-        tolerance = (
-            self.tolerance[0] if self.tolerance[0] is not None else default_rtol,
-            self.tolerance[1] if self.tolerance[1] is not None else default_atol,
-        )
-        return _ConvPair(check, setup, (original_weight, as_float32(got)), biases, tolerance)
+        check.kind = setup.kind
+        converted_weight = _float32(got, raw[1]) if raw else as_float32(got)
+        return _ConvPair(check, setup, (original_weight, converted_weight), biases, self.dtype_tolerance(got.dtype.name), raw)
 
     def stack_key(self, step: Step) -> tuple | None:
         """Small plain float32 Conv1d layers with equal shapes share a key: they run stacked."""
         if not _is_conv_weight(step) or step.op is Op.FOLD_WEIGHT_NORM:
             return None
-        layer = split_name(str(step.target))[0]
+        layer = _layer_of(step)
         source = self.by_original.get(step.sources[0])
         got = self.by_converted.get(str(step.target))
         if layer in self.layers or not isinstance(source, TensorEntry) or not isinstance(got, TensorEntry):
             return None
         if source.nbytes >= THREAD_MIN_BYTES or source.dtype.name != "float32" or got.dtype.name != "float32":
             return None
+        if got.numel == 0 or list(got.shape) != list(step.target_shape or ()):
+            return None  # checked alone: without numerics, or failed before them
         if len(source.shape) < 3 or source.shape[1] == 1:
             # One input channel each: stacked, they would make a depthwise conv with a channel
             # multiplier of C_out, whose banded kernel costs far more than the layers one by one.
@@ -248,13 +306,13 @@ class _Verifier:
                 return None
         return source.shape, got.shape, bias_shapes
 
-    def small_convs(self, stack: list[tuple[int, Step]]) -> dict[int, LayerCheck]:
+    def small_convs(self, stack: list[tuple[int, Step]]) -> dict[int, LayerCheck | TensorCheck]:
         """Layers of one stack_key checked as one grouped conv: their weights stacked along the
         output channels and run with groups=len(stack), each layer judged on its own outputs.
         The same arithmetic, once instead of per layer (5 000 3-tap convs: ~0.1 ms each)."""
         pairs = [self.conv_pair(step) for _, step in stack]
         if len(stack) == 1 or not all(isinstance(p, _ConvPair) for p in pairs):
-            return {index: self.check(index, step) for index, step in stack}  # type: ignore[misc]
+            return {index: self.check(index, step) for index, step in stack}
         count = len(pairs)
         setup = ConvSetup(torch={"groups": count}, mindspore={"pad_mode": "valid", "group": count})
         weights = [np.concatenate([p.weights[side] for p in pairs]) for side in (0, 1)]  # type: ignore[union-attr]
@@ -265,14 +323,59 @@ class _Verifier:
         tolerance = pairs[0].tolerance  # type: ignore[union-attr]
         outcomes = check_conv(setup, self.source_framework, *weights, *biases, tolerance,
                               self.rng(stack[0][0]), blocks=count)
-        if not all(passed for _, _, passed, _ in outcomes):
+        if not all(outcome.passed for outcome in outcomes):
             # A failure is reported exactly as a lone check of that layer would report it.
-            return {index: self.check(index, step) for index, step in stack}  # type: ignore[misc]
-        checks = {}
-        for (index, _), pair, outcome in zip(stack, pairs, outcomes):
-            pair.check.max_abs, pair.check.max_rel, pair.check.passed, pair.check.detail = outcome  # type: ignore[union-attr]
-            checks[index] = pair.check  # type: ignore[union-attr]
+            return {index: self.check(index, step) for index, step in stack}
+        checks: dict[int, LayerCheck | TensorCheck] = {}
+        for (index, step), pair, outcome in zip(stack, pairs, outcomes):
+            checks[index] = pair.judge(outcome)  # type: ignore[union-attr]
         return checks
+
+
+def _missing(step: Step) -> TensorCheck:
+    return TensorCheck(", ".join(step.sources), str(step.target), False, "missing from the converted checkpoint",
+                       layer=step.layer, kind=step.layer_kind, code=ProblemCode.MISSING)
+
+
+def _renamed(checks: list[TensorCheck], original: Mapping[str, Entry], converted: Mapping[str, Entry]) -> list[TensorCheck]:
+    """A missing tensor whose bytes are an extra tensor's was renamed: one failure naming both.
+
+    Candidates are matched by SHA-256 within one dtype and size, so a file of many extras costs
+    one read of each, never a comparison of every pair."""
+    missing = [c for c in checks if c.code is ProblemCode.MISSING and c.source in original and c.target]
+    extra = [c for c in checks if c.code is ProblemCode.EXTRA]
+    if not missing or not extra:
+        return checks
+
+    def key(entry: Entry | None) -> tuple | None:
+        return (entry.dtype, entry.numel) if isinstance(entry, TensorEntry) else None
+
+    extra_keys = {key(converted.get(c.target)) for c in extra} - {None}
+    by_digest: dict[tuple, TensorCheck] = {}
+    for check in extra:
+        entry = converted.get(check.target)
+        if isinstance(entry, TensorEntry) and any(key(original.get(c.source)) == key(entry) for c in missing):
+            by_digest.setdefault((key(entry), entry.sha256()), check)
+    replaced: dict[int, TensorCheck] = {}
+    dropped: set[int] = set()
+    for check in missing:
+        entry = original.get(check.source)
+        if not isinstance(entry, TensorEntry) or key(entry) not in extra_keys:
+            continue
+        found = by_digest.pop((key(entry), entry.sha256()), None)
+        if found is None:
+            continue
+        replaced[id(check)] = TensorCheck(
+            check.source, check.target, False,
+            f"renamed: the converted file holds its bytes as {found.target}, which should be named {check.target}",
+            layer=check.layer, kind=check.kind, code=ProblemCode.RENAMED)
+        dropped.add(id(found))
+    return [replaced.get(id(c), c) for c in checks if id(c) not in dropped]
+
+
+def _float32(entry: TensorEntry, raw: np.ndarray) -> np.ndarray:
+    """`raw` (the entry's stored values) as float32: itself when it is float32 already."""
+    return raw if raw.dtype == np.float32 else np.asarray(entry.dtype.to_float32(raw), dtype=np.float32)
 
 
 def _layer_of(step: Step) -> str:
@@ -288,11 +391,7 @@ def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray
     """The weight the original layer computes with: a weight-normalised one is g * v / ||v||."""
     if step.op is Op.FOLD_WEIGHT_NORM:
         g, v = (as_float32(by_original[n]) for n in step.sources)  # type: ignore[arg-type]
-        # Independent of the planner's fold: the norm runs over every axis where g has size 1,
-        # which is what torch's norm_except_dim means.
-        axes = tuple(a for a in range(v.ndim) if g.ndim != v.ndim or g.shape[a] == 1)
-        norm = np.sqrt(np.sum(v.astype(np.float64) ** 2, axis=axes, keepdims=True))
-        return (g.astype(np.float64) * v / norm).astype(np.float32)
+        return folded_weight(g, v).astype(np.float32)
     source = by_original[step.sources[0]]
     assert isinstance(source, TensorEntry)
     return as_float32(source)

@@ -44,7 +44,8 @@ DATA_LIMIT_MIB = 2048  # RLIMIT_DATA of each command: an allocation beyond it fa
 
 @dataclass(frozen=True)
 class HostileCase:
-    """One hostile input and the one-line refusal every command must give for it."""
+    """One hostile input and the one-line refusal every command must give for it (or, `accepted`,
+    the bounded time and memory in which every command must read it)."""
 
     item: str  # where it comes from: "12.1" (issue 12, case 1), "13", "extra" (our own)
     title: str
@@ -55,6 +56,9 @@ class HostileCase:
     max_rss_mib: int = MAX_RSS_MIB
     # The one error line names this file instead of the input (an index naming a bad shard).
     names: Callable[[Path], Path] | None = field(default=None)
+    # A valid file that claims a huge size (a zero-element tensor with a 2**27 kernel): no command
+    # refuses it, each must finish normally (exit 0, or 1/2 with one error line) within the bounds.
+    accepted: bool = False
 
     @property
     def id(self) -> str:
