@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 
 import convmigrate.numerics
 from convmigrate.numerics import (
-    _kernels,
+    _dense,
+    _depthwise,
+    _plan,
+    _transposed,
     conv,
     ms_conv1d,
     ms_conv1d_transpose,
@@ -28,6 +31,7 @@ from convmigrate.numerics import (
     torch_conv_transpose1d,
     transpose,
 )
+from convmigrate.numerics._shape import ConvShape
 from convmigrate.vocab import DTYPES
 
 # torch warns that padding="same" with an even kernel copies the input; the sweeps do that on purpose.
@@ -217,23 +221,68 @@ def test_conv_transpose1d_half_precision_matches_torch(case, dtype):
 @settings(max_examples=40, deadline=None)
 @given(torch_conv_cases(), torch_transpose_cases())
 def test_chunked_kernels_match_torch(conv_case, transpose_case):
-    """With a tiny block budget every kernel runs its chunk loops (groups, steps, batch)."""
+    """With tiny scratch budgets every kernel runs its window loops (items, steps, groups)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_kernels, "_BLOCK_ELEMENTS", 7)
+        patch.setattr(_dense, "ROW_BUDGET", 7)
+        patch.setattr(_dense, "MIN_ROWS", 1)
+        patch.setattr(_depthwise, "TAPS_WINDOW", 5)
+        patch.setattr(_depthwise, "TOEPLITZ_WINDOW", 3)
+        patch.setattr(_transposed, "_BLOCK_ELEMENTS", 7)
         run_torch_conv(conv_case, "float64")
         run_torch_transpose(transpose_case, "float64")
 
 
-@pytest.mark.parametrize("taps, stride, dilation, mult", [(7, 1, 1, 1), (6, 2, 1, 2), (9, 1, 2, 1), (3, 3, 2, 3)])
-def test_depthwise_strategies_agree(taps, stride, dilation, mult):
-    """The router picks one depthwise strategy per shape; each must give every shape's answer."""
-    rng = np.random.default_rng(taps)
-    xp = rng.standard_normal((2, 5, 50))
-    w = rng.standard_normal((5 * mult, 1, taps))
-    expected = _kernels._im2col(xp, w, stride, dilation, 5)
-    np.testing.assert_allclose(_kernels._depthwise_taps(xp, w, stride, dilation, 5), expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_kernels._depthwise_toeplitz(xp, w, stride, dilation, 5), expected, rtol=1e-12,
-                               atol=1e-12)
+# (N, C_in, C_out, K, stride, dilation, groups, L): shapes that reach each strategy's edge cases
+STRATEGY_SHAPES = [
+    (2, 6, 4, 3, 1, 1, 1, 40),  # dense
+    (3, 4, 6, 5, 2, 3, 2, 61),  # grouped, strided and dilated: phase classes with step 2
+    (1, 5, 5, 4, 4, 1, 1, 30),  # stride == K: time-major rows read in place
+    (2, 4, 8, 1, 1, 1, 2, 17),  # pointwise, grouped
+    (2, 5, 5, 7, 1, 1, 5, 50),  # depthwise
+    (1, 4, 8, 6, 2, 1, 4, 45),  # depthwise, channel multiplier 2, strided
+    (2, 3, 3, 3, 1, 4, 3, 29),  # depthwise, dilated: four phase classes
+    (1, 3, 6, 9, 3, 2, 3, 70),  # depthwise, multiplier 2, stride 3, dilation 2
+]
+
+
+def _strategy_cases():
+    for case in STRATEGY_SHAPES:
+        n, c_in, c_out, taps, stride, dilation, groups, length = case
+        shape = ConvShape(n, c_in, c_out, groups, taps, stride, dilation, length, 8)
+        for strategy in _plan.FORWARD:
+            if strategy.applies(shape):
+                yield pytest.param(case, strategy, id=f"{case}-{strategy.name}")
+
+
+@pytest.mark.parametrize("case, strategy", list(_strategy_cases()))
+def test_each_strategy_on_edge_shapes(case, strategy):
+    n, c_in, c_out, taps, stride, dilation, groups, length = case
+    rng = np.random.default_rng(len(strategy.name) + taps)
+    x = rng.standard_normal((n, c_in, length))
+    weight = rng.standard_normal((c_out, c_in // groups, taps))
+    hyper = {"stride": stride, "dilation": dilation, "groups": groups}
+    reference = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), **hyper).numpy()
+    ours = strategy.kernel(x, weight, ConvShape.of(x, weight, stride, dilation, groups))
+    assert ours.shape == reference.shape and ours.flags.c_contiguous
+    assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float64")
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases(allow_unbatched=False), st.data())
+def test_every_strategy_matches_torch(case, data):
+    """The cost model picks one strategy per shape; each must give every shape it applies to
+    PyTorch's answer (float64, so that only the arithmetic's order differs)."""
+    x, weight = case["x"], case["weight"]
+    hyper = {k: case[k] for k in ("stride", "dilation", "groups")}
+    span = (weight.shape[-1] - 1) * hyper["dilation"] + 1
+    if x.shape[-1] < span:
+        return
+    reference = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), **hyper).numpy()
+    shape = ConvShape.of(x, weight, hyper["stride"], hyper["dilation"], hyper["groups"])
+    strategy = data.draw(st.sampled_from([s for s in _plan.FORWARD if s.applies(shape)]), label="strategy")
+    ours = strategy.kernel(x, weight, shape)
+    assert ours.shape == reference.shape and ours.flags.c_contiguous
+    assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float64")
 
 
 @pytest.mark.parametrize(
