@@ -6,6 +6,7 @@ frameworks wrote into `tmp_path`. MindSpore is a test-time dependency and is nev
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer.main
-from click.testing import CliRunner
+import typer.testing
+from typer.testing import CliRunner
 
 # Tables are rendered at a fixed width in tests, whatever terminal (or none) runs them. Set
 # before the app (and its rich consoles) is imported.
@@ -32,14 +33,15 @@ class CliResult:
     stderr: str
 
 
-# The click command Typer builds from the app, built once: Typer's CliRunner rebuilds it on every
-# call (~35 ms, more than most commands take on a small file).
-_COMMAND = typer.main.get_command(app)
+# Typer's CliRunner builds the command from the app on every call (~35 ms, more than most
+# commands take on a small file): the same command, built once per app.
+if hasattr(typer.testing, "_get_command"):
+    typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 
 def run_cli(*args: object) -> CliResult:
     """Run `convmigrate ARGS...` in-process (the same Typer app the console script runs)."""
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(_COMMAND, [str(a) for a in args], catch_exceptions=False)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [str(a) for a in args], catch_exceptions=False)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

@@ -24,6 +24,7 @@ def small_encoder() -> torch.nn.Module:
     model.inorm = torch.nn.InstanceNorm1d(8)
     model.up = torch.nn.ConvTranspose1d(8, 4, 3, stride=2, padding=1, output_padding=1)
     model.head = torch.nn.Linear(4, 2)  # not a translated kind: skipped
+    model.spec = torch.nn.Conv2d(1, 2, (1, 3))  # nor this one (a spectrogram front end)
     return model
 
 

@@ -106,6 +106,8 @@ def test_torch2ms_with_the_model_is_exact_and_writes_a_verifiable_layers_json(cl
     steps = {s["target"]: s for s in report["plan"]["steps"] if s["target"]}
     assert steps["embed.embedding_table"]["reason"].startswith("Embedding (--model")
     assert steps["block.act.w"]["op"] == "rename"
+    # a kind --model settles is the kind everywhere (a (1, K) Conv2d: never a guessed Conv1d)
+    assert (steps["spec.weight"]["layer_kind"], steps["spec.weight"]["reason"]) == ("Conv2d", "Conv2d (--model: a Conv2d module)")
     layers = {layer["name"]: layer for layer in report["verification"]["layers"]}
     assert layers["up"]["kind"] == "ConvTranspose1d" and layers["block.conv"]["passed"]
     layers_json = tmp_path / "enc.layers.json"

@@ -150,6 +150,8 @@ def model_layers(factory: str) -> ModelLayers:
             family = ParamFamily.BATCH_NORM  # its running statistics are named like BatchNorm's
         kinds.append((name, family, kind))
         specs.append(translate_layer(kind, Framework.TORCH, kwargs, name))
-    kinds += [(name, LayerKind.LINEAR.family, LayerKind.LINEAR)
-              for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    # Modules whose parameters the rules name but whose hyperparameters are not translated.
+    untranslated = {torch.nn.Linear: LayerKind.LINEAR, torch.nn.Conv2d: LayerKind.CONV2D}
+    kinds += [(name, kind.family, kind) for name, module in model.named_modules()
+              for cls, kind in untranslated.items() if isinstance(module, cls)]
     return ModelLayers(kinds, specs)
