@@ -7,13 +7,14 @@ The Python API (convmigrate/api.py) is the CLI's commands as functions:
     >>> convmigrate.verify("model.pt", "model.ckpt").ok                                 # doctest: +SKIP
     True
 
-Importing convmigrate is light: NumPy and the readers load on the first call. The library never
-imports MindSpore; torch is imported only where torch.load must read a file that the torch-free
-reader leaves to it (legacy files, views, pickled modules), or for `model=`.
+Importing convmigrate is light: NumPy and the readers load on the first call. MindSpore is
+imported only to run the user's MindSpore network (`compare`, `torch2ms(ms_model=...)`); torch
+only where torch.load must read a file that the torch-free reader leaves to it (legacy files,
+views, pickled modules), or to run the user's PyTorch model (`model=`, `compare`).
 """
 
 __version__ = "0.1.0"
 
-from convmigrate.api import convert, inspect, ms2torch, torch2ms, verify
+from convmigrate.api import compare, convert, inspect, ms2torch, torch2ms, verify
 
-__all__ = ["__version__", "convert", "inspect", "ms2torch", "torch2ms", "verify"]
+__all__ = ["__version__", "compare", "convert", "inspect", "ms2torch", "torch2ms", "verify"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from convmigrate.compare import CompareResult
     from convmigrate.contents import Contents
     from convmigrate.conversion import ConversionResult
     from convmigrate.errors import CheckFailedError
@@ -92,6 +93,7 @@ def torch2ms(
     keep_extras: bool = False,
     crc: bool = False,
     model: str | None = None,
+    ms_model: str | None = None,
     strict: bool = False,
     dry_run: bool = False,
     verify: bool = True,
@@ -109,7 +111,7 @@ def torch2ms(
 ) -> MigrationResult:
     """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), verified: `convmigrate torch2ms`.
 
-    Args: the options of `convmigrate torch2ms --help`, by name (`verify=False` is --no-verify,
+    Args: the options of `convmigrate torch2ms --help`, by name (`ms_model` is --ms-model, `verify=False` is --no-verify,
     `fsync=False` --no-fsync). `check=False` returns a failing result instead of raising
     `CheckFailedError`. `progress(total_bytes)` may return a context yielding a callback(bytes).
     Returns: a `MigrationResult` (`.ok`, `.output`, `.plan`, `.verification`, `.to_json()`).
@@ -122,7 +124,7 @@ def torch2ms(
         input=Path(input), direction=Direction.TORCH_TO_MS, output=_path(output), output_format=format,
         layout=Layout(layout), reference=_path(reference), rules=_path(rules), conv1d=list(conv1d),
         exclude=list(exclude), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, crc=crc, model=model,
-        strict=strict, dry_run=dry_run, verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed,
+        ms_model=ms_model, strict=strict, dry_run=dry_run, verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed,
         force=force, fsync=fsync, trust_pickle=trust_pickle,
     ), check, progress, report, junit)
 
@@ -138,6 +140,7 @@ def ms2torch(
     exclude: Sequence[str] = (),
     fold_weight_norm: bool = False,
     keep_extras: bool = False,
+    model: str | None = None,
     strict: bool = False,
     dry_run: bool = False,
     verify: bool = True,
@@ -155,7 +158,8 @@ def ms2torch(
 ) -> MigrationResult:
     """MindSpore checkpoint -> PyTorch (.pt or safetensors), verified: `convmigrate ms2torch`.
 
-    Args and returns as `torch2ms` (without `layout`, `crc` and `model`).
+    Args and returns as `torch2ms` (without `layout`, `crc` and `ms_model`); `model` here builds
+    the PyTorch model that is the exact reference of every target name and shape.
     """
     from convmigrate.migrate import MigrationRequest
     from convmigrate.plan import Direction
@@ -163,8 +167,8 @@ def ms2torch(
     return _migrate(MigrationRequest(
         input=Path(input), direction=Direction.MS_TO_TORCH, output=_path(output), output_format=format,
         reference=_path(reference), rules=_path(rules), conv1d=list(conv1d), exclude=list(exclude),
-        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict, dry_run=dry_run, verify=verify,
-        layers=_path(layers), rtol=rtol, atol=atol, seed=seed, force=force, fsync=fsync, trust_pickle=trust_pickle,
+        fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict, dry_run=dry_run,
+        verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed, force=force, fsync=fsync, trust_pickle=trust_pickle,
     ), check, progress, report, junit)
 
 
@@ -199,6 +203,45 @@ def verify(
     check_side_outputs(_side_outputs(report, junit), request.inputs, [])
     result = verify_files(request)
     return _finish(result, check, report, junit, result.verification, "verify")
+
+
+def compare(
+    weights: PathLike,
+    *,
+    torch_model: str,
+    ms_model: str,
+    inputs: Sequence[str] = (),
+    inputs_file: PathLike | None = None,
+    output: PathLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    force: bool = False,
+    trust_pickle: bool = False,
+    report: PathLike | None = None,
+    junit: PathLike | None = None,
+    check: bool = True,
+) -> CompareResult:
+    """Run the PyTorch model and its MindSpore port on the same inputs: `convmigrate compare`.
+
+    Args: the options of `convmigrate compare --help`, by name (`inputs` are --input shapes such as
+    "2,4,50", `inputs_file` the --inputs .npz, `output` -o). Needs torch and MindSpore.
+    Returns: a `CompareResult` (`.ok`, `.outputs`, `.layers`, `.first_divergence()`, `.loads`,
+    `.to_json()`); raises `CheckFailedError` when the port differs, unless `check=False`.
+    """
+    from convmigrate.compare import CompareRequest, run_compare
+    from convmigrate.formats.atomic import check_side_outputs, write_small_file
+
+    request = CompareRequest(
+        weights=Path(weights), torch_model=torch_model, ms_model=ms_model, inputs=list(inputs),
+        inputs_file=_path(inputs_file), output=_path(output), rtol=rtol, atol=atol, seed=seed, force=force,
+        trust_pickle=trust_pickle,
+    )
+    check_side_outputs(_side_outputs(report, junit), request.read_files, [request.output] if request.output else [])
+    result = run_compare(request)
+    if junit is not None:
+        write_small_file(Path(junit), result.junit_xml())
+    return _finish(result, check, report)
 
 
 def inspect(path: PathLike, *, hashes: bool = True, trust_pickle: bool = False,
@@ -237,4 +280,4 @@ def convert(
     ), progress or no_progress), True, report)
 
 
-__all__ = ["convert", "inspect", "ms2torch", "torch2ms", "verify"]
+__all__ = ["compare", "convert", "inspect", "ms2torch", "torch2ms", "verify"]

@@ -26,9 +26,9 @@ class MissingExtraError(UsageError):
     Example: MissingExtraError("torch", "--trust-pickle") says `pip install 'convmigrate[torch]'`.
     """
 
-    def __init__(self, extra: str, feature: str) -> None:
+    def __init__(self, extra: str, feature: str, problem: str = "which is not installed") -> None:
         self.extra, self.feature = extra, feature
-        super().__init__(f"{feature} needs {extra}, which is not installed: pip install 'convmigrate[{extra}]'")
+        super().__init__(f"{feature} needs {extra}, {problem}: pip install 'convmigrate[{extra}]'")
 
 
 class UnreadableCheckpointError(ConvmigrateError):

@@ -34,6 +34,9 @@ VERIFY_ELEMENTS_FLOOR = 1 << 22
 # The check of a translated conv (`convmigrate layers`, a layers JSON) runs random weights of at
 # most 2 channels per group on inputs its hyperparameters size: their arrays stay under this.
 LAYER_CHECK_MAX_ELEMENTS = 1 << 24
+COMPARE_MAX_INPUT_BYTES = 1 * GiB
+COMPARE_MAX_INPUT_ARRAYS = 256
+COMPARE_MAX_RECORDED_BYTES = 2 * GiB
 
 LIMITS: tuple[Limit, ...] = (
     Limit("SAFETENSORS_MAX_HEADER", SAFETENSORS_MAX_HEADER, "the JSON header of a safetensors file",
@@ -49,6 +52,13 @@ LIMITS: tuple[Limit, ...] = (
           "the arrays the check of one translated conv builds (channels x samples), from its hyperparameters",
           "a 1024-group depthwise conv with a 2049-sample dilated kernel needs 4M; a kernel_size, dilation, stride, "
           "padding or groups claiming more is refused (exit 2); the frameworks allocate what they are told"),
+    Limit("COMPARE_MAX_INPUT_BYTES", COMPARE_MAX_INPUT_BYTES, "all inputs of `compare` together (--input shapes and "
+          "--inputs arrays)", "minutes of 16 kHz float32 audio in a batch fit many times; numpy.load has no bound"),
+    Limit("COMPARE_MAX_INPUT_ARRAYS", COMPARE_MAX_INPUT_ARRAYS, "arrays in a `compare --inputs` .npz",
+          "a forward call takes a handful of arguments; numpy.load has no bound"),
+    Limit("COMPARE_MAX_RECORDED_BYTES", COMPARE_MAX_RECORDED_BYTES, "layer outputs `compare` keeps from the PyTorch "
+          "run to pair with MindSpore's (later layers are listed as not recorded)",
+          "a base-size speech model on seconds of audio records tens of MB; the outputs themselves are always compared"),
 )
 
 

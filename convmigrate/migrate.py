@@ -50,13 +50,28 @@ class MigrationRequest:
     verify: bool = True  # prove the output before it takes the output's name
     fsync: bool = True  # put the output on disk before it takes the output's name
     layers: Path | None = None  # a layers JSON: verify each conv with its real hyperparameters
-    model: str | None = None  # torch2ms: "package.module:callable" building the PyTorch model (trusted code)
+    # "package.module:callable" building the PyTorch model (trusted code). torch2ms: its modules
+    # decide layer kinds; ms2torch: it is the exact reference (every target name and shape).
+    model: str | None = None
+    ms_model: str | None = None  # torch2ms: builds the MindSpore network, the exact reference
+    # A network's names and shapes read already (compare builds the networks once): exact reference.
+    reference_network: Mapping[str, tuple[int, ...]] | None = None
     rtol: float | None = None
     atol: float | None = None
     seed: int = 0
     # Files the caller writes after the run ({"--report": path}): checked with the output before
     # anything is written, so that a bad report path never fails a run whose output is already written.
     side_outputs: Mapping[str, Path] = field(default_factory=dict)
+
+    def reference_label(self) -> str | None:
+        """What gave the target's names and shapes: a checkpoint, or the target network itself."""
+        if self.reference is not None:
+            return str(self.reference)
+        if self.direction is Direction.TORCH_TO_MS and self.ms_model:
+            return f"{self.ms_model} (the MindSpore network)"
+        if self.direction is Direction.MS_TO_TORCH and self.model:
+            return f"{self.model} (the PyTorch model)"
+        return None
 
     @property
     def inputs(self) -> list[Path]:
@@ -109,7 +124,7 @@ class MigrationResult:
             "command": self.plan.direction.value,
             "input": {"path": str(self.request.input), "format": self.input_format.value},
             "output": {"path": str(self.output), "format": self.output_format.value, "written": self.written},
-            "reference": str(self.request.reference) if self.request.reference else None,
+            "reference": self.request.reference_label(),
             "dry_run": self.request.dry_run,
             "notes": self.notes,
             "plan": self.plan.to_json(),
@@ -129,6 +144,35 @@ def _some(names: list[str]) -> str:
 def reference_shapes(path: Path, trust_pickle: bool) -> dict[str, tuple[int, ...]]:
     with open_checkpoint(path, trust_pickle=trust_pickle) as reference:
         return {e.name: e.shape for e in reference.tensors()}
+
+
+def target_reference(request: MigrationRequest) -> tuple[dict[str, tuple[int, ...]] | None, bool]:
+    """The target's names and shapes, and whether they are the target network itself (exact):
+    `--reference` is a checkpoint of the target model; `--ms-model` (torch2ms) and `--model`
+    (ms2torch) build the target network, whose every parameter must be filled."""
+    from_network = request.ms_model if request.direction is Direction.TORCH_TO_MS else request.model
+    if request.direction is Direction.MS_TO_TORCH and request.ms_model is not None:
+        raise UsageError("--ms-model names the target MindSpore network: it applies to torch2ms (ms2torch takes --model)")
+    if request.reference is not None and (from_network or request.reference_network is not None):
+        option = "--ms-model" if request.direction is Direction.TORCH_TO_MS else "--model"
+        raise UsageError(f"--reference and {option} both give the target's names and shapes: give one")
+    if request.reference_network is not None:
+        return dict(request.reference_network), True
+    if from_network is not None:
+        from convmigrate.compare.frameworks import (
+            build_mindspore_network,
+            build_torch_model,
+            mindspore_slots,
+            slot_shapes,
+            torch_slots,
+        )
+
+        if request.direction is Direction.TORCH_TO_MS:
+            return slot_shapes(mindspore_slots(build_mindspore_network(from_network, "--ms-model"))), True
+        return slot_shapes(torch_slots(build_torch_model(from_network, "--model"))), True
+    if request.reference is not None:
+        return reference_shapes(request.reference, request.trust_pickle), False
+    return None, False
 
 
 def _folded_entry(step: Step, by_name: dict[str, Entry]) -> TensorEntry:
@@ -182,14 +226,13 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = no_prog
     if request.output is None and not request.dry_run:
         check_output_path(output, request.inputs, request.force)
     side_outputs = dict(request.side_outputs)
-    if request.model is not None:
+    if request.model is not None and request.direction is Direction.TORCH_TO_MS:
         side_outputs["the layers JSON"] = layers_json_path(output)
     check_side_outputs(side_outputs, request.inputs, [output])
     user_rules = load_rules(request.rules)
+    reference, exact_reference = target_reference(request)
     from_model = None
-    if request.model is not None:
-        if request.direction is not Direction.TORCH_TO_MS:
-            raise UsageError("--model names a PyTorch model: it applies to torch2ms")
+    if request.model is not None and request.direction is Direction.TORCH_TO_MS:
         from convmigrate.layers.model import model_layers
 
         from_model = model_layers(request.model)
@@ -198,12 +241,12 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = no_prog
             (glob.escape(name), family, f"--model: a {kind} module") for name, family, kind in from_model.kinds
         ]
         user_rules.names.exclusive = True
-    reference = reference_shapes(request.reference, request.trust_pickle) if request.reference else None
     options = PlanOptions(
         direction=request.direction,
         layout=request.layout,
         rules=user_rules.names,
         reference=reference,
+        exact_reference=exact_reference,
         conv1d_patterns=[*request.conv1d, *user_rules.conv1d],
         exclude_patterns=[*request.exclude, *user_rules.exclude],
         fold_weight_norm=request.fold_weight_norm,

@@ -148,6 +148,9 @@ class PlanOptions:
     # tensors that nothing produces as extra), training state and parameters without a
     # counterpart are paired with it when it has them, and dropped (with their reason) when not.
     reference_is_output: bool = False
+    # The reference is the target network itself (--ms-model, ms2torch --model): a parameter it
+    # has that nothing fills, or a tensor it has no place for, fails the run.
+    exact_reference: bool = False
 
 
 def _matches(name: str, patterns: Sequence[str]) -> str | None:
@@ -392,8 +395,11 @@ class _Planner:
                 self.add(Step([], name, Op.CREATE, None, [], "int64", ParamFamily.BATCH_NORM, Confidence.REFERENCE,
                               "the reference has it and the source does not: it starts at 0", layer=layer))
             elif not self.options.reference_is_output:
-                self.problem(Severity.WARNING, ProblemCode.MISSING, name,
+                self.problem(self.reference_severity(), ProblemCode.MISSING, name,
                              f"{name} {tuple(shape)}: in the reference, not produced from the input")
+
+    def reference_severity(self) -> Severity:
+        return Severity.ERROR if self.options.exact_reference else Severity.WARNING
 
     def candidates(self, step: Step) -> dict[str, tuple[str, ParamFamily | str | None]]:
         """Every name the reference may give `step`'s tensor, by naming scheme: "planned" (the
@@ -439,7 +445,7 @@ class _Planner:
         target, family = self.candidates(step).get(scheme or "planned", (None, None))
         if target is None or target not in reference:
             if not self.options.reference_is_output:
-                self.problem(Severity.WARNING, ProblemCode.UNEXPECTED, step.sources[0] if step.sources else str(step.target),
+                self.problem(self.reference_severity(), ProblemCode.UNEXPECTED, step.sources[0] if step.sources else str(step.target),
                              f"{step.target}: not in the reference; not written")
                 step.op, step.target, step.target_shape = Op.DROP, None, None
                 step.reason += "; the reference has no such name"
@@ -453,7 +459,7 @@ class _Planner:
             step.op = Op.FOLD_WEIGHT_NORM if fold else Op.RESHAPE
             step.target_shape = list(want)
         elif not self.options.reference_is_output:
-            self.problem(Severity.WARNING, ProblemCode.SHAPE_MISMATCH, target,
+            self.problem(self.reference_severity(), ProblemCode.SHAPE_MISMATCH, target,
                          f"{target}: the reference has {want}, the input gives {shape}")
             step.target_shape = list(want)
         # (verifying: the planned shape stays, and the verification reports the converted one)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from convmigrate import __version__
-from convmigrate.cli import convert, inspect, layers, migrate, verify
+from convmigrate.cli import compare, convert, inspect, layers, migrate, verify
 
 app = typer.Typer(
     name="convmigrate",
@@ -43,6 +43,8 @@ COMMANDS = {
     "ms2torch": (migrate.ms2torch_command, "MindSpore checkpoint -> PyTorch, Conv1d weights reshaped, verified."),
     "verify": (verify.verify_command, "Prove that a converted checkpoint computes what the original did."),
     "layers": (layers.layers_command, "Translate layer hyperparameters between PyTorch and MindSpore, verified."),
+    "compare": (compare.compare_command, "Run a PyTorch model and its MindSpore port side by side; name the first "
+                "layer where they part."),
 }
 for name, (function, summary) in COMMANDS.items():
     app.command(name, short_help=summary)(function)

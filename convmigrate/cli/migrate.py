@@ -33,6 +33,8 @@ from convmigrate.cli.options import (
     LayoutOption,
     MindSporeFormatOption,
     ModelOption,
+    ModelReferenceOption,
+    MsModelReferenceOption,
     NoFsyncOption,
     NoVerifyOption,
     OutputOption,
@@ -120,6 +122,7 @@ def torch2ms_command(
     keep_extras: KeepExtrasOption = False,
     crc: CrcOption = False,
     model: ModelOption = None,
+    ms_model: MsModelReferenceOption = None,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     no_verify: NoVerifyOption = False,
@@ -145,6 +148,7 @@ def torch2ms_command(
       convmigrate torch2ms model.pt                     # -> model.ckpt, verified
       convmigrate torch2ms model.pt -o model.safetensors --fold-weight-norm
       convmigrate torch2ms model.pt --reference fresh_ms_net.ckpt --strict
+      convmigrate torch2ms model.pt --ms-model msport:build   # the MindSpore network is the reference
       convmigrate torch2ms model.pt --dry-run           # the plan only
       convmigrate torch2ms model.pt -q --report r.json --junit r.xml   # a CI step
     """
@@ -153,7 +157,7 @@ def torch2ms_command(
         show_migration(api.torch2ms(
             input_path, output, format=output_format, layout=layout, reference=reference, rules=rules,
             conv1d=conv1d or (), exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras,
-            crc=crc, model=model, strict=strict, dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol,
+            crc=crc, model=model, ms_model=ms_model, strict=strict, dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol,
             atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle, report=report,
             junit=junit, check=False, progress=lambda total: byte_progress(total, "torch2ms", not out.human),
         ), out)
@@ -169,6 +173,7 @@ def ms2torch_command(
     exclude: ExcludeOption = None,
     fold_weight_norm: FoldOption = False,
     keep_extras: KeepExtrasOption = False,
+    model: ModelReferenceOption = None,
     strict: StrictOption = False,
     dry_run: DryRunOption = False,
     no_verify: NoVerifyOption = False,
@@ -194,6 +199,7 @@ def ms2torch_command(
       convmigrate ms2torch model.ckpt                   # -> model.pt, verified
       convmigrate ms2torch model.ckpt -o model.safetensors
       convmigrate ms2torch model.ckpt --reference fresh_torch_net.pt --strict
+      convmigrate ms2torch model.ckpt --model mymodel:build   # the PyTorch model is the reference
       convmigrate ms2torch model.ckpt --keep-extras     # keep epoch_num, step_num, ...
       convmigrate ms2torch model.ckpt --json > report.json
     """
@@ -201,7 +207,7 @@ def ms2torch_command(
     with reported_errors(debug, quiet):
         show_migration(api.ms2torch(
             input_path, output, format=output_format, reference=reference, rules=rules, conv1d=conv1d or (),
-            exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, strict=strict,
+            exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict,
             dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, force=force,
             fsync=not no_fsync, trust_pickle=trust_pickle, report=report, junit=junit, check=False,
             progress=lambda total: byte_progress(total, "ms2torch", not out.human),

@@ -127,6 +127,18 @@ ModelOption = Annotated[
     typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code): exact layer "
                  "kinds, real conv hyperparameters, a layers JSON beside the output."),
 ]
+MsModelReferenceOption = Annotated[
+    str | None,
+    typer.Option("--ms-model", help="package.module:callable building the MindSpore network (trusted code; needs "
+                 "the mindspore extra): every target name and shape from its parameters; a parameter left unfilled "
+                 "or a tensor with no home fails the run."),
+]
+ModelReferenceOption = Annotated[
+    str | None,
+    typer.Option("--model", help="package.module:callable building the PyTorch model (trusted code; needs the torch "
+                 "extra): every target name and shape from its state dict; a parameter left unfilled or a tensor "
+                 "with no home fails the run."),
+]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail on every guess and every reference mismatch.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")]
 
@@ -140,6 +152,44 @@ LayersOption = Annotated[
 RtolOption = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default by dtype: 1e-5 for float32).")]
 AtolOption = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default by dtype: 1e-6 for float32).")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random verification inputs.")]
+
+# -- compare ----------------------------------------------------------------------------------------
+WeightsPath = Annotated[
+    Path, typer.Argument(help="The PyTorch checkpoint (or a MindSpore one), in any format convmigrate reads.",
+                         show_default=False)
+]
+TorchModelOption = Annotated[
+    str, typer.Option("--torch-model", help="package.module:callable building the PyTorch model (your own, trusted "
+                      "code, importable from the current directory).", show_default=False)
+]
+MsModelOption = Annotated[
+    str, typer.Option("--ms-model", help="package.module:callable building the ported MindSpore network (your own, "
+                      "trusted code, importable from the current directory).", show_default=False)
+]
+InputShapeOption = Annotated[
+    list[str] | None,
+    typer.Option("--input", help="Shape of a float32 standard-normal input, e.g. 2,4,50 (repeatable: the forward "
+                 "call's positional arguments, in order).", show_default=False),
+]
+InputsFileOption = Annotated[
+    Path | None,
+    typer.Option("--inputs", help="An .npz (numpy.savez) of inputs: arr_0, arr_1, ... are positional arguments "
+                 "after the --input ones, other names keyword arguments (integer ids come this way).",
+                 dir_okay=False, show_default=False),
+]
+KeepConvertedOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Keep the converted checkpoint here, once the port is proven.", dir_okay=False,
+                 show_default=False),
+]
+CompareRtolOption = Annotated[
+    float | None,
+    typer.Option("--rtol", help="Relative tolerance, of each tensor's largest magnitude (default 1e-4, measured: see "
+                 "README).", show_default=False),
+]
+CompareAtolOption = Annotated[
+    float | None, typer.Option("--atol", help="Absolute tolerance (default 0).", show_default=False)
+]
 
 # -- layers ---------------------------------------------------------------------------------------
 ToOption = Annotated[
