@@ -178,7 +178,7 @@ def test_inputs_from_an_npz_positional_and_named_with_integer_ids(ms, cli, tmp_p
     assert named.exit_code == 0, named.stdout + named.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["inputs"] == [{"name": "input 0", "shape": [2, 4, 16], "dtype": "float32"},
-                                {"name": "ids=", "shape": [2, 5], "dtype": "int64"}]
+                                {"name": "ids (keyword)", "shape": [2, 5], "dtype": "int64"}]
     assert "emb" in _layer_rows(named.stdout) and len(report["outputs"]) == 2
     positional = cli("compare", tmp_path / "net.pt", *common, "--inputs", tmp_path / "both.npz")
     assert positional.exit_code == 0, positional.stdout + positional.stderr
@@ -234,3 +234,13 @@ def test_hifigan_vocoder_from_transformers_against_its_mindspore_port(ms, cli, t
                 "--ms-model", "tests.audio_ports:hifigan_small_config_slope", "--input", "1,20,8")
     assert wrong.exit_code == 1
     assert "conv_post (Conv1d / Conv1d) is the first layer beyond tolerance" in wrong.stderr
+
+
+def test_a_folded_weight_norm_cannot_load_into_a_weight_normalised_model(ms, cli, audio_pt, tmp_path):
+    """MindSpore weights hold the folded weight; the PyTorch model wants the pair: named, with why."""
+    assert cli("compare", audio_pt, *NET, *_port("faithful"), "-o", tmp_path / "audio.ckpt", "-q").exit_code == 0
+    result = cli("compare", tmp_path / "audio.ckpt", *NET, *_port("faithful"))
+    assert result.exit_code == 1
+    assert ("PyTorch model: 2 parameter(s) left unloaded (wn.parametrizations.weight.original0, "
+            "wn.parametrizations.weight.original1), 1 tensor(s) with no home (wn.weight)") in result.stderr
+    assert "wn: weight-normalised in the PyTorch model, a plain weight in the checkpoint" in result.stdout

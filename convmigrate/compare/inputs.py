@@ -35,7 +35,7 @@ class ForwardInputs:
     kwargs: dict[str, np.ndarray]
 
     def describe(self) -> list[dict]:
-        arrays = [*self.args, *((f"{name}=", a) for name, a in self.kwargs.items())]
+        arrays = [*self.args, *((f"{name} (keyword)", a) for name, a in self.kwargs.items())]
         return [{"name": label, "shape": list(a.shape), "dtype": str(a.dtype)} for label, a in arrays]
 
 
