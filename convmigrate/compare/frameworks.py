@@ -133,3 +133,29 @@ def to_numpy(value: Any) -> np.ndarray | None:
             value = value.astype(mindspore.float32)
         return np.array(value.asnumpy(), copy=True)
     return None
+
+
+def take_off_weight_norm(model: Any, source_names: set[str]) -> list[str]:
+    """Remove weight norm, in memory, from each module whose weight the checkpoint holds folded.
+
+    A MindSpore checkpoint holds a weight-normalised layer as its plain weight; convmigrate does
+    not split a weight back into (g, v). Weight norm only re-parametrises the weight, so the
+    model computes the same function with the plain weight in its place. Returns the modules.
+    """
+    torch = require_torch("compare")
+    from torch.nn.utils import parametrize
+
+    taken = []
+    for name, module in list(model.named_modules()):
+        prefix = f"{name}." if name else ""
+        if f"{prefix}weight" not in source_names:
+            continue
+        if parametrize.is_parametrized(module, "weight") and any(
+                type(p).__name__ == "_WeightNorm" for p in module.parametrizations.weight):
+            if f"{prefix}parametrizations.weight.original0" not in source_names:
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+                taken.append(name)
+        elif hasattr(module, "weight_g") and hasattr(module, "weight_v") and f"{prefix}weight_g" not in source_names:
+            torch.nn.utils.remove_weight_norm(module)
+            taken.append(name)
+    return taken

@@ -27,7 +27,6 @@ from convmigrate.compare.results import LoadResult
 from convmigrate.entries import Checkpoint
 from convmigrate.plan import Plan
 from convmigrate.rules.names import join_name, split_name
-from convmigrate.rules.weight_norm import find_weight_norm_pairs
 from convmigrate.vocab import DTYPES, Framework, ProblemCode
 
 _FLOATS = {d.mindspore for d in DTYPES.values() if d.is_floating}  # MindSpore's dtype names
@@ -76,20 +75,7 @@ def load_result_from_plan(plan: Plan, slots: Mapping[str, Slot], framework: Fram
         result.notes.append("the conversion was not written")
     if framework is Framework.MINDSPORE:
         result.notes += _bias_hints(result.unexpected, slots)
-    else:
-        result.notes += _weight_norm_hints(result.missing, result.unexpected)
     return result
-
-
-def _weight_norm_hints(missing: list[str], unexpected: list[str]) -> list[str]:
-    """A weight-normalised PyTorch layer that the checkpoint holds folded (one plain weight)."""
-    hints = []
-    for pair in find_weight_norm_pairs(missing):
-        if pair.folded_name in unexpected:
-            hints.append(f"{pair.layer}: weight-normalised in the PyTorch model, a plain weight in the checkpoint; "
-                         "convmigrate does not split a weight back into a weight-norm pair: compare from the "
-                         "PyTorch checkpoint, or build the model without weight norm")
-    return hints
 
 
 def load_torch(model: Any, tensors: Mapping[str, Any], source: str) -> LoadResult:

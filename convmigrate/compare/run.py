@@ -27,6 +27,7 @@ from convmigrate.compare.frameworks import (
     require_mindspore,
     require_torch,
     slot_shapes,
+    take_off_weight_norm,
     torch_slots,
 )
 from convmigrate.compare.hints import layer_hint
@@ -86,8 +87,11 @@ def run_compare(request: CompareRequest) -> CompareResult:
     output_format = format_for_output(request.output, None, target)
     model = build_torch_model(request.torch_model)
     net = build_mindspore_network(request.ms_model)
+    unfolded = take_off_weight_norm(model, set(arrays)) if direction is Direction.MS_TO_TORCH else []
     result = CompareResult(str(request.weights), weights_format.value, direction.value, forward.describe(), tolerance,
                            request.seed, torch_model=request.torch_model, ms_model=request.ms_model)
+    result.notes += [f"{name or '(root)'}: weight norm taken off the PyTorch model in memory (the checkpoint holds its "
+                     "folded weight; the model computes the same)" for name in unfolded]
 
     folder = request.output.parent if request.output is not None else None
     with tempfile.TemporaryDirectory(prefix=".convmigrate-compare-", dir=folder) as scratch:
