@@ -126,6 +126,15 @@ def test_quiet_prints_only_the_error_and_the_failing_names(ms, cli, audio_pt):
     assert [n.strip() for n in names] == ["projection.weight", "projection.bias", "proj.weight", "proj.bias"]
 
 
+def test_github_step_summary_names_the_layer_to_fix(ms, cli, audio_pt, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    assert cli("compare", audio_pt, *NET, *_port("padded_differently"), "-q").exit_code == 1
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("### convmigrate compare: ❌ failed")
+    assert "| `reflect` | `Conv1d / Conv1d` |" in summary and "**<- first to part**" in summary
+    assert "mode='reflect'" in summary  # the fix
+
+
 def test_json_prints_the_report(ms, cli, audio_pt, tmp_path):
     result = cli("compare", audio_pt, *NET, *_port("layernorm_epsilon"), "--json", "--report", tmp_path / "r.json")
     assert result.exit_code == 1

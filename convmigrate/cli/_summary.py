@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from convmigrate.cli._output import error_console, text
+from convmigrate.compare.results import CompareResult
 from convmigrate.migrate import MigrationResult
 from convmigrate.plan import Plan
 from convmigrate.text import printable
@@ -95,6 +96,34 @@ def verify_markdown(result: VerifyResult) -> str:
         *_verification_lines(result.verification),
     ]
     return "\n".join(lines + _problem_lines(result.plan)) + "\n"
+
+
+def compare_markdown(result: CompareResult) -> str:
+    """`compare`: the verdict, the outputs, and the layers up to the first that parts."""
+    lines = [
+        f"### convmigrate compare: {_verdict(result.ok)}",
+        "",
+        f"{code(result.weights)} ({result.weights_format}) in {code(result.torch_model)} and {code(result.ms_model)}: "
+        f"{code(result.summary())}",
+        "",
+    ]
+    if result.outputs:
+        lines += ["| output | max abs error | max rel error | result |", "| --- | ---: | ---: | --- |"]
+        lines += [f"| {code(o.name)} | {o.difference.max_abs:.3g} | {o.difference.max_rel:.3g} | "
+                  f"{'ok' if o.difference.passed else '**FAIL** ' + code(o.difference.detail)} |" for o in result.outputs]
+        lines.append("")
+    first = result.first_divergence()
+    shown = result.layers[: result.layers.index(first) + 1] if first is not None else result.layers
+    if shown:
+        lines += ["| layer (execution order) | torch / mindspore | max rel error | result |", "| --- | --- | ---: | --- |"]
+        for layer in shown[-MAX_SUMMARY_ROWS:]:
+            error = f"{layer.difference.max_rel:.3g}" if layer.difference is not None else "-"
+            mark = " **<- first to part**" if layer is first else ""
+            lines.append(f"| {code(layer.display_name)} | {code(layer.classes)} | {error} | {layer.status.value}{mark} |")
+        lines.append("")
+    if result.hint:
+        lines += [f"Fix: {code(result.hint)}", ""]
+    return "\n".join(lines) + "\n"
 
 
 def error_markdown(command: str, message: str) -> str:

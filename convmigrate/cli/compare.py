@@ -10,6 +10,7 @@ from __future__ import annotations
 from convmigrate import api
 from convmigrate.cli._errors import raise_failure, reported_errors
 from convmigrate.cli._output import MAX_TABLE_ROWS, Output, console, line, table, text
+from convmigrate.cli._summary import append_summary, compare_markdown
 from convmigrate.cli.options import (
     CompareAtolOption,
     CompareRtolOption,
@@ -77,6 +78,7 @@ def compare_command(
         out.json(result.to_json())
         if out.human:
             render(result)
+        append_summary(compare_markdown(result))
         raise_failure(result)
 
 
