@@ -2,6 +2,7 @@
 
     python bench/make_checkpoint.py OUT.pt --gb 1          # one model of ~1 GB
     python bench/make_checkpoint.py OUT.pt --small 10000   # 10 000 small tensors
+    python bench/make_checkpoint.py OUT.pt --gb 2.3 --giant-mib 700   # one 700 MiB Conv1d among the blocks
 
 The model is a stack of blocks shaped like a speech encoder / vocoder stage (512 channels):
 
@@ -12,6 +13,12 @@ The model is a stack of blocks shaped like a speech encoder / vocoder stage (512
     blocks.{i}.ln.weight/bias     (512,)           LayerNorm -> gamma/beta
     blocks.{i}.proj.weight        (512, 512)       Linear
     blocks.{i}.proj.bias          (512,)
+
+With --giant-mib, one Conv1d weight of that size comes first (a wide layer such as a speech LLM's
+front end, shaped (C, C, 11) with C a multiple of 64), and the blocks fill the rest:
+
+    giant.conv.weight             (C, C, 11)       e.g. (4096, 4096, 11): 704 MiB
+    giant.conv.bias               (C,)
 
 Each tensor is drawn straight into a NumPy array and wrapped with torch.from_numpy (no second
 copy), then torch.save writes the state dict: the file is what PyTorch itself writes.
@@ -51,13 +58,28 @@ def block_shapes(index: int) -> list[tuple[str, tuple[int, ...]]]:
 BLOCK_BYTES = sum(4 * int(np.prod(shape)) for _, shape in block_shapes(0))
 
 
-def model_state(gb: float, seed: int = 0) -> OrderedDict:
-    """A state dict of about `gb` GiB of float32 (plus BatchNorm's int64 counters)."""
+GIANT_KERNEL = 11
+
+
+def giant_channels(mib: float) -> int:
+    """C (a multiple of 64) whose (C, C, 11) float32 weight is closest to `mib` MiB."""
+    return max(64, 64 * round((mib * 2**20 / (4 * GIANT_KERNEL)) ** 0.5 / 64))
+
+
+def model_state(gb: float, seed: int = 0, giant_mib: float = 0) -> OrderedDict:
+    """A state dict of about `gb` GiB of float32 (plus BatchNorm's int64 counters), with one
+    Conv1d weight of about `giant_mib` MiB first when asked."""
     import torch
 
     rng = np.random.default_rng(seed)
-    blocks = max(1, round(gb * 2**30 / BLOCK_BYTES))
     state: OrderedDict = OrderedDict()
+    giant_bytes = 0
+    if giant_mib:
+        c = giant_channels(giant_mib)
+        state["giant.conv.weight"] = torch.from_numpy(rng.standard_normal((c, c, GIANT_KERNEL), dtype=np.float32))
+        state["giant.conv.bias"] = torch.from_numpy(rng.standard_normal((c,), dtype=np.float32))
+        giant_bytes = 4 * c * (c * GIANT_KERNEL + 1)
+    blocks = max(1, round((gb * 2**30 - giant_bytes) / BLOCK_BYTES))
     for index in range(blocks):
         for name, shape in block_shapes(index):
             state[name] = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
@@ -92,8 +114,9 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--gb", type=float, help="approximate size in GiB")
     group.add_argument("--small", type=int, help="number of small tensors")
+    parser.add_argument("--giant-mib", type=float, default=0, help="with --gb: one Conv1d weight of about this size")
     args = parser.parse_args()
-    state = model_state(args.gb) if args.gb is not None else small_state(args.small)
+    state = model_state(args.gb, giant_mib=args.giant_mib) if args.gb is not None else small_state(args.small)
     size = write(args.output, state)
     print(f"{args.output}: {len(state)} entries, {size / 2**20:.1f} MiB")
 

@@ -14,18 +14,20 @@ import numpy as np
 from convmigrate.entries import Checkpoint, Entry, TensorEntry
 from convmigrate.plan import Direction, Op, Plan, Step
 from convmigrate.rules.names import split_name
+from convmigrate.verify.blocks import ArrayWeight, Block, EntryWeight, FoldedWeight, scan
 from convmigrate.verify.conv import (
     DEFAULT_TOLERANCE,
     PLAIN,
     ConvSetup,
     Outcome,
+    Weight,
     as_float32,
     check_conv,
     original_side,
     plain_setup,
 )
 from convmigrate.verify.results import ROOT_LAYER, Dropped, LayerCheck, TensorCheck, Verification
-from convmigrate.verify.tensors import check_folded, check_tensor, folded_weight, same_array_bytes
+from convmigrate.verify.tensors import check_folded, check_tensor, same_array_bytes
 from convmigrate.vocab import Format, Framework, LayerKind, ParamFamily, ProblemCode
 
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
@@ -97,27 +99,31 @@ class BackgroundVerification:
 
 @dataclass
 class _ConvPair:
-    """One conv layer's weights and biases on both sides, read and ready to run."""
+    """One conv layer's weights (read a block at a time) and biases on both sides, ready to run."""
 
     check: LayerCheck
     setup: ConvSetup
-    weights: tuple[np.ndarray, np.ndarray]  # original, converted
+    weights: tuple[Weight, Weight]  # original, converted
     biases: tuple[np.ndarray | None, np.ndarray | None]
     tolerance: tuple[float, float]
-    # A moved weight's raw arrays (original, converted), which must be bit-identical: the bytes
-    # the numerics read, compared without reading them again. None: a computed (folded) weight.
-    moved: tuple[np.ndarray, np.ndarray] | None
 
-    def judge(self, outcome: Outcome) -> LayerCheck:
-        """The numerics' outcome, then (a moved weight) the bytes: one ulp in one tap fails."""
+    def judge(self, outcome: Outcome, bit_exact: bool | None) -> LayerCheck:
+        """The numerics' outcome, then (a moved weight, which must be bit-identical) the bytes:
+        one ulp in one tap fails. `bit_exact` comes from the check's own reads when it ran."""
         check = self.check
         check.max_abs, check.max_rel, check.passed, check.detail, check.code = outcome
-        if self.moved is not None:
-            check.bit_exact = same_array_bytes(*self.moved)
+        if all(w.moved for w in self.weights):
+            check.bit_exact = bit_exact if bit_exact is not None else self.same_bytes()
             if check.passed and not check.bit_exact:
                 check.passed, check.code = False, ProblemCode.BYTES
                 check.detail = "its bytes differ from the original weight's (a reshape moves them unchanged)"
         return check
+
+    def same_bytes(self) -> bool:
+        """Both weights' stored bytes compared a block at a time."""
+        original, converted = self.weights
+        return all(same_array_bytes(original.raw(b), converted.raw(b))  # type: ignore[arg-type]
+                   for b in scan(original.shape, max(original.itemsize, converted.itemsize)))
 
 
 class _Verifier:
@@ -234,9 +240,9 @@ class _Verifier:
         with_bias, prepared = self.prepared.get(index, (False, None))
         if with_bias != (pair.biases[0] is not None):
             prepared = None  # prepared with a bias the converted file lacks (or without one it has): redo
-        outcome = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
-                             pair.tolerance, self.rng(index), prepared=prepared)
-        return pair.judge(outcome[0])
+        result = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
+                            pair.tolerance, self.rng(index), prepared=prepared)
+        return pair.judge(result.outcomes[0], result.bit_exact)
 
     def bias_step(self, step: Step) -> Step | None:
         bias = self.targets.get(_bias_name(step))
@@ -266,8 +272,7 @@ class _Verifier:
             check.bit_exact = True if moved else None
             check.passed = True  # nothing to compute: its shape (checked) is all there is
             return check
-        raw = (source.array(), got.array()) if moved else None  # each read once, here
-        original_weight = _float32(source, raw[0]) if raw else _original_weight(step, self.by_original)
+        original_weight = EntryWeight(source) if moved else _original_weight(step, self.by_original)
         bias_step = self.bias_step(step)
         biases: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         if bias_step is not None:
@@ -277,8 +282,7 @@ class _Verifier:
             original_weight.shape, biases[0].shape if biases[0] is not None else None
         )
         check.kind = setup.kind
-        converted_weight = _float32(got, raw[1]) if raw else as_float32(got)
-        return _ConvPair(check, setup, (original_weight, converted_weight), biases, self.dtype_tolerance(got.dtype.name), raw)
+        return _ConvPair(check, setup, (original_weight, EntryWeight(got)), biases, self.dtype_tolerance(got.dtype.name))
 
     def stack_key(self, step: Step) -> tuple | None:
         """Small plain float32 Conv1d layers with equal shapes share a key: they run stacked."""
@@ -315,20 +319,20 @@ class _Verifier:
             return {index: self.check(index, step) for index, step in stack}
         count = len(pairs)
         setup = ConvSetup(torch={"groups": count}, mindspore={"pad_mode": "valid", "group": count})
-        weights = [np.concatenate([p.weights[side] for p in pairs]) for side in (0, 1)]  # type: ignore[union-attr]
+        weights = [ArrayWeight(np.concatenate([_whole(p.weights[side]) for p in pairs])) for side in (0, 1)]  # type: ignore[union-attr]
         biases = [
             np.concatenate([p.biases[side] for p in pairs]) if pairs[0].biases[side] is not None else None  # type: ignore[union-attr,misc]
             for side in (0, 1)
         ]
         tolerance = pairs[0].tolerance  # type: ignore[union-attr]
         outcomes = check_conv(setup, self.source_framework, *weights, *biases, tolerance,
-                              self.rng(stack[0][0]), blocks=count)
+                              self.rng(stack[0][0]), blocks=count).outcomes
         if not all(outcome.passed for outcome in outcomes):
             # A failure is reported exactly as a lone check of that layer would report it.
             return {index: self.check(index, step) for index, step in stack}
         checks: dict[int, LayerCheck | TensorCheck] = {}
         for (index, step), pair, outcome in zip(stack, pairs, outcomes):
-            checks[index] = pair.judge(outcome)  # type: ignore[union-attr]
+            checks[index] = pair.judge(outcome, None)  # type: ignore[union-attr]
         return checks
 
 
@@ -373,9 +377,9 @@ def _renamed(checks: list[TensorCheck], original: Mapping[str, Entry], converted
     return [replaced.get(id(c), c) for c in checks if id(c) not in dropped]
 
 
-def _float32(entry: TensorEntry, raw: np.ndarray) -> np.ndarray:
-    """`raw` (the entry's stored values) as float32: itself when it is float32 already."""
-    return raw if raw.dtype == np.float32 else np.asarray(entry.dtype.to_float32(raw), dtype=np.float32)
+def _whole(weight: Weight) -> np.ndarray:
+    """A small weight's float32 values in one piece (stacked small convs)."""
+    return weight.values(Block(0, weight.shape[0]))
 
 
 def _layer_of(step: Step) -> str:
@@ -387,14 +391,16 @@ def _bias_name(step: Step) -> str:
     return f"{layer}.bias" if layer else "bias"
 
 
-def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> np.ndarray:
-    """The weight the original layer computes with: a weight-normalised one is g * v / ||v||."""
+def _original_weight(step: Step, by_original: Mapping[str, Entry]) -> Weight:
+    """The weight the original layer computes with, read a block at a time: a weight-normalised
+    one is g * v / ||v||."""
     if step.op is Op.FOLD_WEIGHT_NORM:
-        g, v = (as_float32(by_original[n]) for n in step.sources)  # type: ignore[arg-type]
-        return folded_weight(g, v).astype(np.float32)
+        g, v = (by_original[n] for n in step.sources)
+        assert isinstance(g, TensorEntry) and isinstance(v, TensorEntry)
+        return FoldedWeight(g, v)
     source = by_original[step.sources[0]]
     assert isinstance(source, TensorEntry)
-    return as_float32(source)
+    return EntryWeight(source)
 
 
 def direction_between(original: Checkpoint, converted: Checkpoint) -> Direction:
