@@ -3,6 +3,7 @@
     python bench/run.py                        # 0.25, 1 and 2 GiB, 3 rounds, + 10 000 small tensors
     python bench/run.py --sizes 1 --rounds 5
     python bench/run.py --quick                # 0.25 GiB and 2 000 small tensors, 2 rounds
+    python bench/run.py --sizes '' --small 0 --giant-mib 700   # only the giant-layer row
     python bench/run.py --users-python /path/to/python   # a Python with torch + MindSpore
     python bench/run.py --baseline /path/to/other/checkout --only torch2ms,ms2torch
                                                # every convmigrate row also run from another
@@ -24,6 +25,11 @@ from round to round, and prints the median wall time and peak resident memory of
     convert pt->ckpt     convmigrate convert IN.pt -o OUT.ckpt --quiet
     convert ckpt->pt     convmigrate convert IN.ckpt -o OUT.pt --quiet
     users' way           bench/users_way.py: torch.load, reshape convs, mindspore.save_checkpoint
+
+A last case (--giant-mib, default 700) is a 2.3 GiB checkpoint whose first tensor is one 700 MiB
+Conv1d weight (bench/make_checkpoint.py --giant-mib): torch2ms with and without verification and
+ms2torch only. Verification reads a conv weight a block at a time, so its peak must not grow
+with the layer.
 
 Peak memory is the child's ru_maxrss from wait4 (what /usr/bin/time reports): resident pages,
 file-backed ones (memory maps) included. Before every run the output is deleted and `sync`
@@ -50,6 +56,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CONVMIGRATE = [sys.executable, "-m", "convmigrate"]
 USERS_UNAVAILABLE = 3  # users_way.py's exit code without MindSpore
+GIANT_GB = 2.3  # the issue's checkpoint holding one 700 MiB Conv1d
 
 
 @dataclass
@@ -205,6 +212,11 @@ def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
             ours = med(big, name)
             if ours and base and cp:
                 lines.append(f"- {big}: {name} = {ours[0] / base[0]:.2f}x {base_name} ({ours[0] / cp[0]:.2f}x cp; goal <= 1.5x cp)")
+    for label in results:
+        verified, bare = med(label, "torch2ms"), med(label, "torch2ms --no-verify")
+        if "largest Conv1d" in label and verified and bare:
+            lines.append(f"- {label}: torch2ms peak RSS {verified[1]:.0f} MiB verified, {bare[1]:.0f} MiB unverified "
+                         f"(goal <= 400, and flat)")
     peaks = {label: med(label, "torch2ms") for label in results if label.endswith("GiB")}
     if all(peaks.values()) and peaks:
         shown = ", ".join(f"{label}: {p[1]:.0f}" for label, p in peaks.items())  # type: ignore[index]
@@ -251,6 +263,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where to write the checkpoints (default: a temp folder)")
     parser.add_argument("--users-python", default=sys.executable, help="Python with torch and MindSpore for the users' way")
     parser.add_argument("--only", default="", help="comma-separated row names to run (cp and cp + fsync always run)")
+    parser.add_argument("--giant-mib", type=float, default=700,
+                        help="also a 2.3 GiB checkpoint whose largest Conv1d weight is this big (0: skip): peak RSS "
+                             "with and without verification, both directions")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another convmigrate checkout: each convmigrate row also runs from it, in the same rounds")
     args = parser.parse_args()
@@ -259,7 +274,7 @@ def main() -> None:
     sizes = [float(s) for s in args.sizes.split(",") if s]
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     work = Path(tempfile.mkdtemp(prefix="convmigrate-bench-", dir=args.dir))
-    needed = 6 * max(sizes, default=0) * 2**30  # input, reference .ckpt, outputs in flight
+    needed = 6 * max([*sizes, GIANT_GB if args.giant_mib else 0], default=0) * 2**30  # input, reference .ckpt, outputs
     free = shutil.disk_usage(work).free
     if free < needed:
         sys.exit(f"{work}: {free / 2**30:.1f} GiB free, this run needs about {needed / 2**30:.1f} GiB")
@@ -271,11 +286,18 @@ def main() -> None:
         if args.small:
             label = f"{args.small:,} small tensors"
             results[label] = run_size(label, ["--small", str(args.small)], work, args.rounds, args.users_python, only, args.baseline)
+        if args.giant_mib:
+            # Verification checks a conv a block of its weight at a time: its peak must not see the layer.
+            label = f"{GIANT_GB:g} GiB, largest Conv1d {args.giant_mib:g} MiB"
+            giant_only = only or {"torch2ms", "torch2ms --no-verify", "ms2torch"}
+            results[label] = run_size(label, ["--gb", str(GIANT_GB), "--giant-mib", str(args.giant_mib)], work, args.rounds,
+                                      args.users_python, giant_only, args.baseline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"Machine: {machine(args.users_python)}")
     extra = (f" --only '{args.only}'" if only else "") + (f" --baseline {args.baseline}" if args.baseline else "")
-    print(f"Command: python bench/run.py --sizes {args.sizes} --rounds {args.rounds} --small {args.small}{extra}; medians of {args.rounds} rounds\n")
+    print(f"Command: python bench/run.py --sizes {args.sizes} --rounds {args.rounds} --small {args.small} "
+          f"--giant-mib {args.giant_mib:g}{extra}; medians of {args.rounds} rounds\n")
     for label, (size, tools) in results.items():
         print("\n".join(table(label, size, tools)))
     print("\n".join(goals(results)))
