@@ -49,12 +49,15 @@ def flatten(value: Any, path: str = "") -> list[tuple[str, np.ndarray]]:
 
 
 class NetworkFailed(Exception):
-    """A forward call raised; `layer` is the innermost layer that was running."""
+    """A forward call raised; `layer` is the innermost layer that was running. A MindSpore
+    failure carries the layers compared before it."""
 
     def __init__(self, layer: str | None, error: BaseException) -> None:
         self.layer, self.error = layer, error
         text = str(error).strip()
         self.summary = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+        self.layers: list[LayerComparison] = []
+        self.only_in_mindspore: list[str] = []
         super().__init__(self.summary)
 
 
@@ -193,8 +196,7 @@ def run_mindspore(net: Any, inputs: ForwardInputs, torch_run: TorchRun, pair: Ca
     only = [name for _cell, name in cells.values()
             if name not in torch_of and name in seen and not _inside_leaf(name, torch_of, torch_run.leaves)]
     if failure is not None:
-        failure.layers = layers  # type: ignore[attr-defined]
-        failure.only_in_mindspore = only  # type: ignore[attr-defined]
+        failure.layers, failure.only_in_mindspore = layers, only
         raise failure
     return MindSporeRun(flatten(output), layers, only, _warning_texts(caught))
 

@@ -83,8 +83,7 @@ def run_compare(request: CompareRequest) -> CompareResult:
         weights_format = checkpoint.format
         arrays = checkpoint_arrays(checkpoint)
     direction = Direction.TORCH_TO_MS if weights_format.framework is Framework.TORCH else Direction.MS_TO_TORCH
-    target = direction.source.other
-    output_format = format_for_output(request.output, None, target)
+    output_format = format_for_output(request.output, None, direction.source.other)
     model = build_torch_model(request.torch_model)
     net = build_mindspore_network(request.ms_model)
     unfolded = take_off_weight_norm(model, set(arrays)) if direction is Direction.MS_TO_TORCH else []
@@ -96,29 +95,38 @@ def run_compare(request: CompareRequest) -> CompareResult:
     folder = request.output.parent if request.output is not None else None
     with tempfile.TemporaryDirectory(prefix=".convmigrate-compare-", dir=folder) as scratch:
         converted = Path(scratch) / f"converted{output_format.extension}"
-        migration = run_migration(MigrationRequest(
-            input=request.weights, direction=direction, output=converted, output_format=output_format.value,
-            reference_network=slot_shapes(mindspore_slots(net) if target is Framework.MINDSPORE else torch_slots(model)),
-            trust_pickle=request.trust_pickle, fsync=False,
-        ))
-        result.conversion = migration
-        if direction is Direction.TORCH_TO_MS:
-            result.loads.append(load_torch(model, arrays, str(request.weights)))
-            result.loads.append(_load_converted(migration, net, converted, output_format))
-        else:
-            result.loads.append(load_mindspore(net, mindspore_parameters(arrays), str(request.weights)))
-            result.loads.append(_load_converted(migration, model, converted, output_format))
+        _convert_and_load(request, result, direction, arrays, model, net, converted, output_format)
         del arrays
-        if migration.verification is not None and not migration.verification.passed:
-            result.failure = "the converted weights failed convmigrate's own verification: " + ", ".join(migration.verification.failures())
         if not result.loaded or result.failure:
             return result
-        _run_both(result, model, net, forward, _layer_pairing(migration.plan), tolerance)
+        _run_both(result, model, net, forward, _layer_pairing(result.conversion.plan), tolerance)
         if result.ok and request.output is not None:
             check_output_path(request.output, request.read_files, request.force)
             os.replace(converted, request.output)
             result.kept = str(request.output)
     return result
+
+
+def _convert_and_load(request: CompareRequest, result: CompareResult, direction: Direction, arrays: dict[str, Any],
+                      model: Any, net: Any, converted: Path, output_format: Format) -> None:
+    """Convert WEIGHTS against the target network's own names and shapes into `converted`; load
+    WEIGHTS into the source side and the converted file into the target side, both strictly."""
+    target = direction.source.other
+    migration = run_migration(MigrationRequest(
+        input=request.weights, direction=direction, output=converted, output_format=output_format.value,
+        reference_network=slot_shapes(mindspore_slots(net) if target is Framework.MINDSPORE else torch_slots(model)),
+        trust_pickle=request.trust_pickle, fsync=request.output is not None,  # -o keeps it: on disk first
+    ))
+    result.conversion = migration
+    if direction is Direction.TORCH_TO_MS:
+        result.loads.append(load_torch(model, arrays, str(request.weights)))
+        result.loads.append(_load_converted(migration, net, converted, output_format))
+    else:
+        result.loads.append(load_mindspore(net, mindspore_parameters(arrays), str(request.weights)))
+        result.loads.append(_load_converted(migration, model, converted, output_format))
+    if migration.verification is not None and not migration.verification.passed:
+        result.failure = ("the converted weights failed convmigrate's own verification: "
+                          + ", ".join(migration.verification.failures()))
 
 
 def _load_converted(migration: MigrationResult, network: Any, converted: Path, fmt: Format) -> Any:
@@ -171,8 +179,7 @@ def _run_both(result: CompareResult, model: Any, net: Any, forward: ForwardInput
     try:
         ms_run = run_mindspore(net, forward, torch_run, pair, tolerance)
     except NetworkFailed as failed:
-        result.layers = getattr(failed, "layers", [])
-        result.only_in_mindspore = getattr(failed, "only_in_mindspore", [])
+        result.layers, result.only_in_mindspore = failed.layers, failed.only_in_mindspore
         where = f" in cell {failed.layer}" if failed.layer else ""
         result.failure = f"the MindSpore network fails on the inputs the PyTorch model runs{where}: {failed.summary}"
         result.failed_layer = failed.layer
