@@ -56,3 +56,14 @@ def audio_net() -> AudioNet:
         net.bn.running_mean.uniform_(-0.5, 0.5)
         net.bn.running_var.uniform_(0.5, 1.5)
     return net.eval()
+
+
+class Broken(nn.Module):
+    """A Linear whose output a NaN spoils: the run must not call two NaNs agreeing a proof."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * float("nan")

@@ -98,3 +98,12 @@ def missing_activation() -> AudioPort:
 
 def forgotten_transpose() -> AudioPort:
     return AudioPort("forgotten transpose")  # the LSTM gets (N, C, L): it raises
+
+
+class BrokenPort(nn.Cell):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Dense(4, 2)
+
+    def construct(self, x):
+        return self.lin(x) * float("nan")

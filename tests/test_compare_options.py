@@ -160,3 +160,14 @@ def test_real_process_exit_code_and_one_error_line(ms, audio_pt, tmp_path):
     error, *names = result.stderr.splitlines()
     assert error.startswith("error: the weights do not load strictly; MindSpore network: 2 tensor(s) with no home")
     assert [n.strip() for n in names] == ["down.weight", "down.bias"]
+
+
+def test_nan_outputs_that_agree_are_no_proof(ms, cli, tmp_path):
+    from tests.compare_nets import Broken
+
+    torch.save(Broken().state_dict(), tmp_path / "b.pt")
+    result = cli("compare", tmp_path / "b.pt", "--torch-model", "tests.compare_nets:Broken", "--ms-model",
+                 "tests.compare_ports:BrokenPort", "--input", "3,4")
+    assert result.exit_code == 1
+    assert "PyTorch's output holds 6 NaN: nothing to compare against" in result.stdout
+    assert "lin" in result.stdout and "ok" in result.stdout  # the layer before the NaN is fine

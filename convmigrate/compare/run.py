@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from convmigrate.compare.differences import DEFAULT_ATOL, DEFAULT_RTOL, compare_many
 from convmigrate.compare.frameworks import (
@@ -190,10 +192,25 @@ def _run_both(result: CompareResult, model: Any, net: Any, forward: ForwardInput
     first = result.first_divergence()
     if first is not None:
         result.hint = layer_hint(model, first.name)
+    result.outputs = _compare_outputs(torch_run.outputs, ms_run.outputs, tolerance)
+    if not torch_run.outputs:
+        result.failure = "the PyTorch model's forward returns no tensor: nothing to compare"
+    elif len(torch_run.outputs) != len(ms_run.outputs):
+        result.failure = (f"the PyTorch model returns {len(torch_run.outputs)} tensor(s) "
+                          f"({', '.join(n for n, _ in torch_run.outputs)}), the MindSpore network "
+                          f"{len(ms_run.outputs)} ({', '.join(n for n, _ in ms_run.outputs)})")
+
+
+def _compare_outputs(expected: list[tuple[str, np.ndarray]], got: list[tuple[str, np.ndarray]],
+                     tolerance: tuple[float, float]) -> list[OutputComparison]:
+    """Output by output, in order. A NaN in PyTorch's output fails it: there is nothing to prove
+    against (two broken networks agreeing is no proof)."""
     rtol, atol = tolerance
-    expected, got = torch_run.outputs, ms_run.outputs
-    if len(expected) != len(got):
-        result.failure = (f"the PyTorch model returns {len(expected)} tensor(s) ({', '.join(n for n, _ in expected)}), "
-                          f"the MindSpore network {len(got)} ({', '.join(n for n, _ in got)})")
+    compared = []
     for (name, want), (_ms_name, have) in zip(expected, got):
-        result.outputs.append(OutputComparison(name, compare_many([want], [have], rtol, atol)))
+        difference = compare_many([want], [have], rtol, atol)
+        if np.issubdtype(want.dtype, np.inexact) and np.isnan(want).any():
+            difference = replace(difference, passed=False,
+                                 detail=f"PyTorch's output holds {int(np.isnan(want).sum())} NaN: nothing to compare against")
+        compared.append(OutputComparison(name, difference))
+    return compared
