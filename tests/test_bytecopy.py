@@ -109,6 +109,23 @@ def test_ms2torch_writes_zip_records_with_correct_crcs(cli, tmp_path, copies):
         assert torch.equal(back[name], tensor), name
 
 
+def test_a_tensor_of_many_bounce_blocks_gets_the_crc_of_all_of_them_in_order(cli, tmp_path, copies):
+    """ms2torch bounces every byte (.ckpt contents are not 64-aligned): the zip CRC comes from the
+    two bounce buffers taking turns, so a tensor of several blocks checks their order too."""
+    generator = torch.Generator().manual_seed(1)
+    state = {"conv.weight": torch.randn(1024, 640, 9, generator=generator),  # 22.5 MiB: 6 blocks
+             "conv.bias": torch.randn(1024, generator=generator)}
+    torch.save(state, tmp_path / "model.pt")
+    assert cli("torch2ms", tmp_path / "model.pt", "-o", tmp_path / "model.ckpt", "--quiet").exit_code == 0
+    copies.update(kernel=0, bounce=0)
+    result = cli("ms2torch", tmp_path / "model.ckpt", "-o", tmp_path / "back.pt", "--quiet")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert copies["bounce"] >= state["conv.weight"].nbytes and copies["kernel"] == 0
+    with zipfile.ZipFile(tmp_path / "back.pt") as archive:
+        assert archive.testzip() is None
+    assert torch.equal(torch.load(tmp_path / "back.pt", weights_only=True)["conv.weight"], state["conv.weight"])
+
+
 def refuse(errno_value: int):
     """A stand-in that refuses as a kernel or filesystem without the call would, and counts."""
     attempts = []
