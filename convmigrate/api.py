@@ -104,6 +104,8 @@ def torch2ms(
     force: bool = False,
     fsync: bool = True,
     trust_pickle: bool = False,
+    max_shard_size: str | int | None = None,
+    jobs: int | None = None,
     report: PathLike | None = None,
     junit: PathLike | None = None,
     check: bool = True,
@@ -114,7 +116,9 @@ def torch2ms(
     Args: the options of `convmigrate torch2ms --help`, by name (`ms_model` is --ms-model, `verify=False` is --no-verify,
     `fsync=False` --no-fsync). `check=False` returns a failing result instead of raising
     `CheckFailedError`. `progress(total_bytes)` may return a context yielding a callback(bytes).
-    Returns: a `MigrationResult` (`.ok`, `.output`, `.plan`, `.verification`, `.to_json()`).
+    An `output` ending in `.index.json` (or a sharded input without one) writes a sharded model,
+    `jobs` shards at a time (default: one per core), split anew by `max_shard_size` ("5GB").
+    Returns: a `MigrationResult` (`.ok`, `.output`, `.shards`, `.plan`, `.verification`, `.to_json()`).
     """
     from convmigrate.migrate import MigrationRequest
     from convmigrate.plan import Direction
@@ -125,7 +129,7 @@ def torch2ms(
         layout=Layout(layout), reference=_path(reference), rules=_path(rules), conv1d=list(conv1d),
         exclude=list(exclude), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, crc=crc, model=model,
         ms_model=ms_model, strict=strict, dry_run=dry_run, verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed,
-        force=force, fsync=fsync, trust_pickle=trust_pickle,
+        force=force, fsync=fsync, trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs,
     ), check, progress, report, junit)
 
 
@@ -151,6 +155,8 @@ def ms2torch(
     force: bool = False,
     fsync: bool = True,
     trust_pickle: bool = False,
+    max_shard_size: str | int | None = None,
+    jobs: int | None = None,
     report: PathLike | None = None,
     junit: PathLike | None = None,
     check: bool = True,
@@ -169,6 +175,7 @@ def ms2torch(
         reference=_path(reference), rules=_path(rules), conv1d=list(conv1d), exclude=list(exclude),
         fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict, dry_run=dry_run,
         verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed, force=force, fsync=fsync, trust_pickle=trust_pickle,
+        max_shard_size=max_shard_size, jobs=jobs,
     ), check, progress, report, junit)
 
 
@@ -267,16 +274,20 @@ def convert(
     force: bool = False,
     fsync: bool = True,
     trust_pickle: bool = False,
+    max_shard_size: str | int | None = None,
+    jobs: int | None = None,
     report: PathLike | None = None,
     progress: ProgressFactory | None = None,
 ) -> ConversionResult:
-    """Rewrite a checkpoint in another file format, bit-exactly: `convmigrate convert`."""
+    """Rewrite a checkpoint in another file format, bit-exactly: `convmigrate convert`.
+
+    An `output` ending in `.index.json` writes a sharded model (as torch2ms does)."""
     from convmigrate.conversion import ConversionRequest, convert_file
     from convmigrate.migrate import no_progress
 
     return _finish(convert_file(ConversionRequest(
         input=Path(input), output=_path(output), output_format=format, crc=crc, force=force, fsync=fsync,
-        trust_pickle=trust_pickle, side_outputs=_side_outputs(report),
+        trust_pickle=trust_pickle, side_outputs=_side_outputs(report), max_shard_size=max_shard_size, jobs=jobs,
     ), progress or no_progress), True, report)
 
 

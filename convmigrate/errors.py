@@ -15,6 +15,23 @@ class ConvmigrateError(Exception):
 
     exit_code = 2
 
+    def in_context(self, context: str) -> ConvmigrateError:
+        """The same error, its message led by `context` (e.g. which shard and tensor failed)."""
+        self.args = (f"{context}: {self}",)
+        return self
+
+    def __reduce__(self) -> tuple:
+        # Pickled as message + attributes, whatever __init__ takes: errors cross from the
+        # processes that write shards (convmigrate/sharded.py) to the one that reports.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type[ConvmigrateError], args: tuple, state: dict) -> ConvmigrateError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(ConvmigrateError):
     """The command was asked for something it cannot do (bad option, bad output path...)."""

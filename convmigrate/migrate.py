@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,12 @@ from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats import default_output, format_for_output, open_checkpoint, write_checkpoint
 from convmigrate.formats.atomic import check_output_path, check_side_outputs
+from convmigrate.formats.shards import INDEX_SUFFIX, is_sharded, sharded_output
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, Step, build_plan, source_infos
 from convmigrate.rules.user import load_rules
 from convmigrate.transforms import fold_weight_norm
 from convmigrate.verify import BackgroundVerification, Verification, setup_from_spec, setups_from_layers
+from convmigrate.verify.conv import ConvSetup
 from convmigrate.vocab import Format, Layout
 
 
@@ -62,6 +64,8 @@ class MigrationRequest:
     # Files the caller writes after the run ({"--report": path}): checked with the output before
     # anything is written, so that a bad report path never fails a run whose output is already written.
     side_outputs: Mapping[str, Path] = field(default_factory=dict)
+    max_shard_size: str | int | None = None  # a sharded output, split anew ("5GB", as transformers spells it)
+    jobs: int | None = None  # shards written at once (None: one per core)
 
     def reference_label(self) -> str | None:
         """What gave the target's names and shapes: a checkpoint, or the target network itself."""
@@ -79,8 +83,12 @@ class MigrationRequest:
         return [p for p in (self.input, self.reference, self.rules, self.layers) if p is not None]
 
     def planned_output(self) -> tuple[Path, Format]:
-        """Where the output goes and in which format, before anything is read."""
-        fmt = format_for_output(self.output, self.output_format, self.direction.source.other)
+        """Where the output goes (a sharded model: its index) and in which format, before anything is read."""
+        target = self.direction.source.other
+        sharded = sharded_output(self.input, self.output, self.output_format, target, self.max_shard_size)
+        if sharded is not None:
+            return sharded
+        fmt = format_for_output(self.output, self.output_format, target)
         return (self.output or default_output(self.input, fmt)), fmt
 
 
@@ -96,6 +104,7 @@ class MigrationResult:
     tensor_bytes: int = 0
     verification: Verification | None = None
     layers_json: Path | None = None  # written beside the output with --model
+    shards: list[Path] = field(default_factory=list)  # a sharded output's shard files (output is its index)
 
     def failures(self) -> list[str]:
         """The names that fail this run: plan problems (errors, or every warning under --strict),
@@ -123,7 +132,8 @@ class MigrationResult:
             "convmigrate": __version__,
             "command": self.plan.direction.value,
             "input": {"path": str(self.request.input), "format": self.input_format.value},
-            "output": {"path": str(self.output), "format": self.output_format.value, "written": self.written},
+            "output": {"path": str(self.output), "format": self.output_format.value, "written": self.written,
+                       **({"shards": [str(p) for p in self.shards]} if self.shards else {})},
             "reference": self.request.reference_label(),
             "dry_run": self.request.dry_run,
             "notes": self.notes,
@@ -266,31 +276,10 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = no_prog
         entries = target_entries(plan, checkpoint)
         result.tensor_bytes = sum(e.nbytes for e in entries if isinstance(e, TensorEntry))
         metadata = {"converted_by": "convmigrate", "direction": request.direction.value}
-
-        # The original's side of the verification runs while the output is being written.
-        verification = BackgroundVerification(
-            plan, checkpoint, layers=layers, tolerance=(request.rtol, request.atol), seed=request.seed
-        ) if request.verify else None
-
-        def verified(written: Path) -> bool:
-            """Prove the complete temporary file before it may take the output's name."""
-            assert verification is not None
-            with open_checkpoint(written) as converted:
-                result.verification = verification.finish(converted)
-            return result.verification.passed
-
-        # Written to a temporary file beside `output`, verified there, and only then renamed:
-        # a result that fails verification (or a failed write) never takes the output's place.
-        try:
-            if verification is not None:
-                verification.start()
-            with progress(result.tensor_bytes) as on_bytes:
-                write_checkpoint(output, entries, output_format, metadata=metadata, crc=request.crc, on_bytes=on_bytes,
-                                 check=verified if verification is not None else None, durable=request.fsync)
-        finally:
-            if verification is not None:
-                verification.stop()
-        result.written = result.verification is None or result.verification.passed
+        if is_sharded(output):
+            _write_shards(request, result, checkpoint, entries, metadata, layers, progress)
+        else:
+            _write_one(request, result, checkpoint, entries, metadata, layers, progress)
         if result.written and from_model is not None:
             from convmigrate.layers import write_layers_json
 
@@ -298,6 +287,55 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = no_prog
     return result
 
 
+def _write_shards(request: MigrationRequest, result: MigrationResult, checkpoint: Checkpoint, entries: list[Entry],
+                  metadata: dict[str, str], layers: Mapping[str, ConvSetup] | None, progress: ProgressFactory) -> None:
+    """A sharded output: every shard written and verified by its own job (convmigrate/sharded.py)."""
+    from convmigrate.sharded import JobSettings, write_sharded
+
+    plan = result.plan
+    settings = JobSettings(
+        input=request.input, trust_pickle=request.trust_pickle, fmt=result.output_format, metadata=metadata,
+        crc=request.crc, durable=request.fsync, verify=request.verify, layers=layers,
+        tolerance=(request.rtol, request.atol), seed=request.seed, plan=replace(plan, steps=[], problems=[]),
+    )
+    done = write_sharded(result.output, checkpoint, entries, settings, steps=plan.written, inputs=request.inputs,
+                         max_shard_size=request.max_shard_size, jobs=request.jobs, force=request.force,
+                         progress=progress)
+    result.verification, result.written = done.verification, done.written
+    result.shards = [shard.path for shard in done.shards] if done.written else []
+
+
+def _write_one(request: MigrationRequest, result: MigrationResult, checkpoint: Checkpoint, entries: list[Entry],
+               metadata: dict[str, str], layers: Mapping[str, ConvSetup] | None, progress: ProgressFactory) -> None:
+    """One output file, verified on its temporary file before it takes its name."""
+    plan, output = result.plan, result.output
+    # The original's side of the verification runs while the output is being written.
+    verification = BackgroundVerification(
+        plan, checkpoint, layers=layers, tolerance=(request.rtol, request.atol), seed=request.seed
+    ) if request.verify else None
+
+    def verified(written: Path) -> bool:
+        """Prove the complete temporary file before it may take the output's name."""
+        assert verification is not None
+        with open_checkpoint(written) as converted:
+            result.verification = verification.finish(converted)
+        return result.verification.passed
+
+    # Written to a temporary file beside `output`, verified there, and only then renamed:
+    # a result that fails verification (or a failed write) never takes the output's place.
+    try:
+        if verification is not None:
+            verification.start()
+        with progress(result.tensor_bytes) as on_bytes:
+            write_checkpoint(output, entries, result.output_format, metadata=metadata, crc=request.crc, on_bytes=on_bytes,
+                             check=verified if verification is not None else None, durable=request.fsync)
+    finally:
+        if verification is not None:
+            verification.stop()
+    result.written = result.verification is None or result.verification.passed
+
+
 def layers_json_path(output: Path) -> Path:
-    """model.ckpt -> model.layers.json, beside it."""
-    return output.with_name(output.name.rsplit(".", 1)[0] + ".layers.json")
+    """model.ckpt -> model.layers.json, beside it (model.ckpt.index.json -> model.layers.json too)."""
+    name = output.name.removesuffix(INDEX_SUFFIX)
+    return output.with_name(name.rsplit(".", 1)[0] + ".layers.json")

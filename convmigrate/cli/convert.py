@@ -12,7 +12,9 @@ from convmigrate.cli.options import (
     DebugOption,
     ForceOption,
     InputPath,
+    JobsOption,
     JsonOption,
+    MaxShardSizeOption,
     NoFsyncOption,
     OutputOption,
     QuietOption,
@@ -29,6 +31,8 @@ def convert_command(
     as_json: JsonOption = False,
     report: ReportOption = None,
     quiet: QuietOption = False,
+    max_shard_size: MaxShardSizeOption = None,
+    jobs: JobsOption = None,
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -43,14 +47,16 @@ def convert_command(
       convmigrate convert model.safetensors --format pt           # -> model.pt
       convmigrate convert model.pt -o model.ckpt --crc             # MindSpore's CRC32 tail
       convmigrate convert model.pt -o weights.dat --format ckpt    # any name, explicit format
-      convmigrate convert sharded.safetensors.index.json -o model.safetensors
+      convmigrate convert sharded.safetensors.index.json -o model.safetensors   # shards joined
+      convmigrate convert model.pt -o out/model.safetensors.index.json --max-shard-size 5GB   # split
     """
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
         result = api.convert(input_path, output, format=output_format, crc=crc, force=force, fsync=not no_fsync,
-                             trust_pickle=trust_pickle, report=report,
+                             trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs, report=report,
                              progress=lambda total: byte_progress(total, "converting", not out.human))
         out.json(result.to_json())
         if out.human:
-            console.print(text(f"wrote {result.output} ({result.output_format.value}, {result.entries} entries, "
+            shards = f", {len(result.shards)} shards" if result.shards else ""
+            console.print(text(f"wrote {result.output} ({result.output_format.value}{shards}, {result.entries} entries, "
                                f"{result.tensor_bytes:,} tensor bytes)"))

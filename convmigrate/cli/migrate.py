@@ -26,11 +26,13 @@ from convmigrate.cli.options import (
     FoldOption,
     ForceOption,
     InputPath,
+    JobsOption,
     JsonOption,
     JunitOption,
     KeepExtrasOption,
     LayersOption,
     LayoutOption,
+    MaxShardSizeOption,
     MindSporeFormatOption,
     ModelOption,
     ModelReferenceOption,
@@ -83,12 +85,17 @@ def render_plan(result: MigrationResult, full: bool) -> None:
                       f"({', '.join(f'{n} {code}' for code, n in codes.items())}; --report lists them)")
 
 
+def _shards(shards: list) -> str:
+    return f", {len(shards)} shards" if shards else ""
+
+
 def render_summary(result: MigrationResult) -> None:
     counts = result.plan.counts()
     summary = table("input", "output", *counts)
     summary.add_row(
         text(f"{result.request.input} ({result.input_format.value})"),
-        text(f"{result.output} ({result.output_format.value})" if result.written else "(not written)"),
+        text(f"{result.output} ({result.output_format.value}{_shards(result.shards)})" if result.written
+             else "(not written)"),
         *(str(v) for v in counts.values()),
     )
     console.print(summary)
@@ -134,6 +141,8 @@ def torch2ms_command(
     report: ReportOption = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
+    max_shard_size: MaxShardSizeOption = None,
+    jobs: JobsOption = None,
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -151,6 +160,9 @@ def torch2ms_command(
       convmigrate torch2ms model.pt --ms-model msport:build   # the MindSpore network is the reference
       convmigrate torch2ms model.pt --dry-run           # the plan only
       convmigrate torch2ms model.pt -q --report r.json --junit r.xml   # a CI step
+      convmigrate torch2ms hf/model.safetensors.index.json -o ms/model.safetensors.index.json --jobs 2
+                                                        # sharded in, sharded out (same shards)
+      convmigrate torch2ms big.pt -o ms/model.ckpt.index.json --max-shard-size 2GB   # .ckpt shards
     """
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
@@ -158,8 +170,9 @@ def torch2ms_command(
             input_path, output, format=output_format, layout=layout, reference=reference, rules=rules,
             conv1d=conv1d or (), exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras,
             crc=crc, model=model, ms_model=ms_model, strict=strict, dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol,
-            atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle, report=report,
-            junit=junit, check=False, progress=lambda total: byte_progress(total, "torch2ms", not out.human),
+            atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle,
+            max_shard_size=max_shard_size, jobs=jobs, report=report, junit=junit, check=False,
+            progress=lambda total: byte_progress(total, "torch2ms", not out.human),
         ), out)
 
 
@@ -185,6 +198,8 @@ def ms2torch_command(
     report: ReportOption = None,
     junit: JunitOption = None,
     quiet: QuietOption = False,
+    max_shard_size: MaxShardSizeOption = None,
+    jobs: JobsOption = None,
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -202,6 +217,7 @@ def ms2torch_command(
       convmigrate ms2torch model.ckpt --model mymodel:build   # the PyTorch model is the reference
       convmigrate ms2torch model.ckpt --keep-extras     # keep epoch_num, step_num, ...
       convmigrate ms2torch model.ckpt --json > report.json
+      convmigrate ms2torch ms/model.safetensors.index.json -o pt/model.safetensors.index.json
     """
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
@@ -209,6 +225,6 @@ def ms2torch_command(
             input_path, output, format=output_format, reference=reference, rules=rules, conv1d=conv1d or (),
             exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict,
             dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, force=force,
-            fsync=not no_fsync, trust_pickle=trust_pickle, report=report, junit=junit, check=False,
-            progress=lambda total: byte_progress(total, "ms2torch", not out.human),
+            fsync=not no_fsync, trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs, report=report,
+            junit=junit, check=False, progress=lambda total: byte_progress(total, "ms2torch", not out.human),
         ), out)

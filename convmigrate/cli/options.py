@@ -74,7 +74,20 @@ TrustPickleOption = Annotated[
 OutputOption = Annotated[
     Path | None,
     typer.Option("--output", "-o", help="Where to write the checkpoint (default: beside the input, with the "
-                 "format's extension).", dir_okay=False, show_default=False),
+                 "format's extension). A name ending in .index.json writes a sharded model: the index, and its "
+                 "shards beside it (out/model.safetensors.index.json -> out/model-00001-of-00004.safetensors, ...; "
+                 "model.ckpt.index.json: .ckpt shards). A sharded input without -o gives a sharded output.",
+                 dir_okay=False, show_default=False),
+]
+MaxShardSizeOption = Annotated[
+    str | None,
+    typer.Option("--max-shard-size", help="Split a sharded output anew into shards of at most this size, as "
+                 "transformers spells it: 5GB, 500MB, 2GiB (default: the input's shards).", show_default=False),
+]
+JobsOption = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", help="Shards of a sharded output written at once, each by its own process "
+                 "(default: one per core).", min=1, show_default=False),
 ]
 ConvertFormatOption = Annotated[
     Format | None,

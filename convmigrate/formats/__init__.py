@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from convmigrate.entries import Checkpoint, Entry
 from convmigrate.errors import UsageError
 from convmigrate.formats.atomic import atomic_output, check_output_path
 from convmigrate.formats.detect import detect_format, load
 from convmigrate.formats.naming import default_output, format_for_output
+from convmigrate.formats.shards import is_sharded, weights_name
 from convmigrate.vocab import Format
 
 
@@ -29,6 +31,10 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     `trust_pickle` allows a torch.save file whose loading runs arbitrary pickle code.
     """
     path = Path(path)
+    if is_sharded(path) and not weights_name(path).name.endswith(".safetensors"):
+        from convmigrate.formats.shards import read_sharded
+
+        return read_sharded(path, trust_pickle=trust_pickle)  # .ckpt or torch shards
     fmt = detect_format(path)
     reader = fmt.spec.reader
     assert reader is not None, f"{fmt} is detected but has no reader"
@@ -55,6 +61,20 @@ def write_checkpoint(
     `check(path)` reads the complete temporary file first: False discards it. `durable` puts the
     file on disk before it takes its name (see atomic_output). `on_bytes(n)` reports progress.
     """
+    writer = checkpoint_writer(fmt, metadata=metadata, crc=crc, on_bytes=on_bytes)
+    with atomic_output(Path(output), check, durable) as stream:
+        writer(stream, entries)
+
+
+def checkpoint_writer(
+    fmt: Format,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    crc: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Callable[[BinaryIO, Sequence[Entry]], None]:
+    """`fmt`'s writer with these options, as writer(stream, entries): for a caller that opens the
+    stream itself (a staged shard of a sharded output). Refuses what `write_checkpoint` refuses."""
     spec = fmt.spec
     if crc and not spec.crc:
         raise UsageError(f"--crc applies to {', '.join(f.extension for f in Format if f.spec.crc)} output only")
@@ -63,11 +83,11 @@ def write_checkpoint(
     options: dict[str, object] = {"metadata": dict(metadata or {}), "on_bytes": on_bytes}
     if spec.crc:
         options["crc"] = crc
-    with atomic_output(Path(output), check, durable) as stream:
-        load(spec.writer)(stream, entries, **options)
+    write = load(spec.writer)
+    return lambda stream, entries: write(stream, entries, **options)
 
 
 __all__ = [
-    "open_checkpoint", "write_checkpoint", "check_output_path", "format_for_output", "default_output", "detect_format",
+    "open_checkpoint", "write_checkpoint", "checkpoint_writer", "check_output_path", "format_for_output", "default_output", "detect_format",
     "Checkpoint",
 ]

@@ -158,6 +158,57 @@ class _Writeback:
             raise self.error
 
 
+def stage_file(output: Path) -> Path:
+    """An empty temporary file beside `output` (mode 0600) for `staged_output` to fill and
+    `commit_staged` to rename: a sharded output stages every shard before any takes its name."""
+    output = Path(output)
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    except OSError as exc:
+        raise WriteError(f"{output}: cannot create a file in {output.parent} ({exc.strerror})") from exc
+    os.close(handle)
+    return Path(temp_name)
+
+
+@contextlib.contextmanager
+def staged_output(temp: Path, check: Callable[[Path], object] | None = None, durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield the staged file `temp` (from `stage_file`), emptied, for writing.
+
+    When the block finishes without error the file is complete and flushed, `check(temp)` has
+    read it (its answer is the caller's to act on), and with `durable` it is on disk. The file
+    keeps its temporary name: `commit_staged` renames it, the caller deletes it on failure.
+    OSErrors are raised as they come (the caller names the output in its WriteError).
+    """
+    with os.fdopen(os.open(temp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)), "wb") as stream:
+        writeback = _Writeback(stream.fileno()) if durable else None
+        try:
+            yield stream
+            stream.flush()
+        except BaseException:
+            if writeback is not None:
+                writeback.abandon()
+            raise
+        # The rest of the disk write runs while `check` reads the new file from the page
+        # cache; both finish before the file may take the output's name.
+        if writeback is not None:
+            writeback.finish()
+        try:
+            if check is not None:
+                check(temp)
+        finally:
+            if writeback is not None:
+                writeback.wait()
+
+
+def commit_staged(temp: Path, output: Path) -> None:
+    """Give a staged file its final name and the permissions a new file gets (mkstemp's 0600 is
+    for the temporary file only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, output)
+
+
 @contextlib.contextmanager
 def atomic_output(
     output: Path, check: Callable[[Path], bool] | None = None, durable: bool = True
@@ -171,37 +222,15 @@ def atomic_output(
     the page cache when the name changes, as with cp or torch.save.
     """
     output = Path(output)
+    temp = stage_file(output)
+    verdicts: list[bool] = []
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    except OSError as exc:
-        raise WriteError(f"{output}: cannot create a file in {output.parent} ({exc.strerror})") from exc
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            writeback = _Writeback(stream.fileno()) if durable else None
-            try:
-                yield stream
-                stream.flush()
-            except BaseException:
-                if writeback is not None:
-                    writeback.abandon()
-                raise
-            # The rest of the disk write runs while `check` reads the new file from the page
-            # cache; both finish before the file may take the output's name.
-            if writeback is not None:
-                writeback.finish()
-            try:
-                kept = check is None or check(temp)
-            finally:
-                if writeback is not None:
-                    writeback.wait()
-        if not kept:
+        with staged_output(temp, (lambda path: verdicts.append(check(path))) if check else None, durable) as stream:
+            yield stream
+        if verdicts and not verdicts[0]:
             temp.unlink()
             return
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
-        os.replace(temp, output)
+        commit_staged(temp, output)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise WriteError(f"{output}: write failed ({exc.strerror or exc}); nothing was changed") from exc

@@ -59,6 +59,16 @@ def _crc_worker() -> ThreadPoolExecutor:
     return _crc_thread
 
 
+def _forget_crc_thread() -> None:
+    """In a forked child (a shard job) the parent's CRC thread does not run: start a new one."""
+    global _crc_thread
+    _crc_thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_crc_thread)
+
+
 def _regular_file_fd(stream: BinaryIO) -> int | None:
     """The stream's descriptor when it is a regular file the kernel can copy into."""
     if not hasattr(os, "copy_file_range"):

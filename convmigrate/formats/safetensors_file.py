@@ -72,7 +72,7 @@ _LIBRARY_DTYPE_RANK: dict[str, int] = {
 def sniff(path: Path, head: bytes) -> bool:
     """A plausible 8-byte header length followed by a JSON object, or a sharded index."""
     if path.name.endswith(INDEX_SUFFIX):
-        _read_index(path)  # refuses, in one line, an index that is not one
+        read_index(path)  # refuses, in one line, an index that is not one
         return True
     if len(head) < 10:
         return False
@@ -221,7 +221,8 @@ def read_safetensors(path: Path) -> Checkpoint:
     return checkpoint
 
 
-def _read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+def read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(weight_map, metadata with string values) of a sharded index, or a one-line error."""
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -236,7 +237,7 @@ def _read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _read_sharded(path: Path) -> Checkpoint:
-    weight_map, index_metadata = _read_index(path)
+    weight_map, index_metadata = read_index(path)
     checkpoint = Checkpoint(Format.SAFETENSORS, [])
     by_name: dict[str, TensorEntry] = {}
     metadata: dict[str, str] = {}
