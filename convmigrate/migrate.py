@@ -298,7 +298,7 @@ def _write_shards(request: MigrationRequest, result: MigrationResult, checkpoint
         crc=request.crc, durable=request.fsync, verify=request.verify, layers=layers,
         tolerance=(request.rtol, request.atol), seed=request.seed, plan=replace(plan, steps=[], problems=[]),
     )
-    done = write_sharded(result.output, checkpoint, entries, settings, steps=plan.written, inputs=request.inputs,
+    done = write_sharded(result.output, checkpoint, entries, settings, steps=plan.steps, inputs=request.inputs,
                          max_shard_size=request.max_shard_size, jobs=request.jobs, force=request.force,
                          progress=progress)
     result.verification, result.written = done.verification, done.written

@@ -36,7 +36,7 @@ from convmigrate.formats import checkpoint_writer, open_checkpoint
 from convmigrate.formats.atomic import check_output_path, commit_staged, stage_file, staged_output
 from convmigrate.formats.shards import index_text, parse_size, shard_paths, split_by_size
 from convmigrate.migrate import ProgressFactory, target_entries
-from convmigrate.plan import Plan, Step
+from convmigrate.plan import Op, Plan, Step
 from convmigrate.verify import BackgroundVerification, Verification
 from convmigrate.verify.conv import ConvSetup
 from convmigrate.vocab import Format
@@ -57,13 +57,15 @@ def default_jobs() -> int:
 
 @dataclass(frozen=True)
 class Item:
-    """One output entry to place: its name, size, and the input shard its bytes come from."""
+    """One thing to place: an output entry (its name, size, the input shard its bytes come from),
+    or a dropped tensor, placed with its source so that a shard's verification accounts for it."""
 
-    name: str
+    name: str | None  # the output entry (None: a step that writes nothing)
     nbytes: int
     numel: int
     is_tensor: bool
     input_shard: str | None  # None: no input shard (a created tensor, a value): it goes with the one before
+    step: Step | None = None  # a migration's step for it
 
 
 def assign(items: Sequence[Item], max_shard_size: str | int | None) -> list[list[Item]]:
@@ -382,6 +384,7 @@ def merged(outcomes: Sequence[ShardOutcome], seed: int) -> Verification | None:
     for part in parts:
         result.layers += part.layers
         result.tensors += part.tensors
+        result.dropped += part.dropped
     return result
 
 
@@ -407,31 +410,37 @@ def write_sharded(
     force: bool,
     progress: ProgressFactory,
 ) -> ShardedWrite:
-    """Write `entries` (lazy; a migration's target entries, one per step of `steps`) as the
-    sharded model `index`: placed (`assign`), staged, written by `jobs` workers, verified, and
-    committed only when every shard passed.
+    """Write `entries` (lazy) as the sharded model `index`: placed (`assign`), staged, written by
+    `jobs` workers, verified, and committed only when every shard passed.
 
-    `checkpoint` is the open input (settings.input): its own shards give the boundaries.
+    `steps` is a migration's whole plan (`entries` are its written steps' targets, in order),
+    None for a conversion (`entries` are the input's). `checkpoint` is the open input: its own
+    shards give the boundaries.
     """
     weight_map_in = input_shards(settings.input, checkpoint)
-    if steps is not None:
-        sources = {e.name: list(step.sources) for e, step in zip(entries, steps)}
-    else:
-        sources = {e.name: [e.name] for e in entries}
-    items = [Item(e.name, e.nbytes if isinstance(e, TensorEntry) else 0, e.numel if isinstance(e, TensorEntry) else 0,
-                  isinstance(e, TensorEntry), next((weight_map_in[s] for s in sources[e.name] if s in weight_map_in), None))
-             for e in entries]
+
+    def input_shard(sources: Sequence[str]) -> str | None:
+        return next((weight_map_in[s] for s in sources if s in weight_map_in), None)
+
+    items: list[Item] = []
+    written = iter(entries)
+    for step in steps if steps is not None else [None] * len(entries):
+        if step is not None and step.op is Op.DROP:  # placed with its source (accounted for), writes nothing
+            items.append(Item(None, 0, 0, False, input_shard(step.sources), step))
+            continue
+        entry = next(written)
+        tensor = isinstance(entry, TensorEntry)
+        items.append(Item(entry.name, entry.nbytes if tensor else 0, entry.numel if tensor else 0, tensor,
+                          input_shard(step.sources if step is not None else [entry.name]), step))
     groups = assign(items, max_shard_size)
     shard_files = [settings.input.parent / name for name in dict.fromkeys(weight_map_in.values())]
     output = ShardedOutput.stage(index, len(groups), [*inputs, *shard_files], force)
     planned = {e.name: (e.dtype.name, e.shape) for e in checkpoint.tensors()}
-    steps_by_name = {e.name: step for e, step in zip(entries, steps)} if steps is not None else None
     shard_jobs = []
     for number, (group, path, temp) in enumerate(zip(groups, output.paths, output.temps), start=1):
-        names = [item.name for item in group]
-        read = dict.fromkeys(s for name in names for s in sources[name])
-        shard_jobs.append(ShardJob(number, path, temp, names,
-                                   [steps_by_name[n] for n in names] if steps_by_name is not None else None,
+        read = dict.fromkeys(s for item in group for s in (item.step.sources if item.step else [item.name]))
+        shard_jobs.append(ShardJob(number, path, temp, [item.name for item in group if item.name is not None],
+                                   [item.step for item in group if item.step] if steps is not None else None,
                                    {s: planned[s] for s in read if s in planned}))
     try:
         with progress(sum(item.nbytes for item in items)) as on_bytes:
@@ -443,9 +452,11 @@ def write_sharded(
     if verification is not None and not verification.passed:
         output.discard()
         return ShardedWrite(outcomes, verification, written=False)
-    weight_map = {item.name: path.name for group, path in zip(groups, output.paths) for item in group if item.is_tensor}
-    total_parameters = sum(item.numel for item in items) if index_has_parameters(settings.input, checkpoint) else None
-    output.commit(weight_map, sum(item.nbytes for item in items), total_parameters, settings.durable)
+    weight_map = {item.name: path.name for group, path in zip(groups, output.paths) for item in group
+                  if item.is_tensor and item.name is not None}
+    tensors = [item for item in items if item.is_tensor]
+    total_parameters = sum(item.numel for item in tensors) if index_has_parameters(settings.input, checkpoint) else None
+    output.commit(weight_map, sum(item.nbytes for item in tensors), total_parameters, settings.durable)
     return ShardedWrite(outcomes, verification, written=True)
 
 

@@ -150,6 +150,9 @@ def read_sharded(index: Path, *, trust_pickle: bool = False) -> Checkpoint:
     values: list[Entry] = []
     try:
         for name in shard_names:
+            if not (index.parent / name).is_file():  # a FIFO would block the open: refuse it unopened
+                raise UnreadableCheckpointError(index, f"shard {name!r} listed in the index is not a file in "
+                                                f"{index.parent}")
             shard = open_checkpoint(index.parent / name, trust_pickle=trust_pickle)
             joined.add_closer(shard.close)
             if by_name and shard.format is not joined.format:

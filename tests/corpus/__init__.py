@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "convert -> ckpt": ("convert", "{src}", "-o", "{out}/c.ckpt", "--crc"),
     "torch2ms": ("torch2ms", "{src}", "-o", "{out}/m.ckpt"),
     "ms2torch": ("ms2torch", "{src}", "-o", "{out}/m.pt"),
+    # Sharded outputs: jobs in worker processes, shards staged beside the index (nothing may stay).
+    "torch2ms -> shards": ("torch2ms", "{src}", "-o", "{out}/m.safetensors.index.json", "--jobs", "2"),
+    "convert -> ckpt shards": ("convert", "{src}", "-o", "{out}/c.ckpt.index.json", "--max-shard-size", "1KB",
+                               "--jobs", "2"),
     "verify (as original)": ("verify", "{src}", "{good_ckpt}"),
     "verify (as converted)": ("verify", "{good_pt}", "{src}"),
     "torch2ms --reference": ("torch2ms", "{good_pt}", "-o", "{out}/r.ckpt", "--reference", "{src}"),
