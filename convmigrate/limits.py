@@ -25,7 +25,16 @@ class Limit:
     why: str  # why this value, and what the reference library does
 
 
-SAFETENSORS_MAX_HEADER = 100 * MiB
+SAFETENSORS_MAX_HEADER = 100_000_000
+SAFETENSORS_INDEX_MAX_BYTES = 16 * MiB
+SAFETENSORS_MAX_SHARDS = 512
+JSON_MAX_DEPTH = 127
+JSON_MAX_NUMBER_DIGITS = 40
+USER_FILE_MAX_BYTES = 16 * MiB
+MAX_DIMS = 32
+MAX_ENTRIES = 200_000
+JSON_MAX_ITEMS = 2_000_000
+MAX_DIM_PRODUCT = (1 << 63) - 1
 # Verification's arrays for one conv (random input, padded input, outputs) are bounded by the
 # weight's real elements, never by what a shape or a layers JSON claims: at most this many times
 # the weight's element count, or the floor for small weights.
@@ -39,8 +48,38 @@ COMPARE_MAX_INPUT_ARRAYS = 256
 COMPARE_MAX_RECORDED_BYTES = 2 * GiB
 
 LIMITS: tuple[Limit, ...] = (
-    Limit("SAFETENSORS_MAX_HEADER", SAFETENSORS_MAX_HEADER, "the JSON header of a safetensors file",
-          "the safetensors library refuses headers over 100 MB too"),
+    Limit("SAFETENSORS_MAX_HEADER", SAFETENSORS_MAX_HEADER, "bytes of the JSON header of a safetensors file",
+          "the safetensors library's own limit (100 MB); the header length is also checked against the file size first"),
+    Limit("SAFETENSORS_INDEX_MAX_BYTES", SAFETENSORS_INDEX_MAX_BYTES, "bytes of a sharded `*.index.json`",
+          "a weight map of 16 MiB names ~200 000 tensors; the largest public models list a few thousand "
+          "(transformers sets no limit)"),
+    Limit("SAFETENSORS_MAX_SHARDS", SAFETENSORS_MAX_SHARDS, "shard files one index may name",
+          "each shard stays open and mapped while it is read (the usual open-file limit is 1 024); "
+          "the largest public models have under 200 shards (transformers sets no limit)"),
+    Limit("JSON_MAX_DEPTH", JSON_MAX_DEPTH, "nesting of [] and {} in any JSON or TOML we parse "
+          "(safetensors header, metadata values, index, `--layers`, `--rules`)",
+          "the safetensors library's own limit (serde_json refuses the 128th level); real files nest at most 5 "
+          "deep; Python's parsers recurse once per level (a RecursionError at ~1 000)"),
+    Limit("JSON_MAX_NUMBER_DIGITS", JSON_MAX_NUMBER_DIGITS, "digits of an integer read as an integer (JSON); "
+          "digits of any number (TOML)",
+          "an int64 has 19 digits; int() of a longer literal costs quadratic time, so in JSON it is read as a float, "
+          "as the safetensors library reads it (and a shape or offset then refused); TOML integers are 64-bit"),
+    Limit("USER_FILE_MAX_BYTES", USER_FILE_MAX_BYTES, "bytes of a `--layers` JSON or `--rules` TOML",
+          "both are a few KB for real models"),
+    Limit("MAX_ENTRIES", MAX_ENTRIES, "tensors and values in one checkpoint (a .ckpt's values, a safetensors "
+          "header's records, a sharded index's weight map)",
+          "each entry costs ~1 KB of memory before any tensor byte is read (a 10 MB .ckpt of 500 000 one-byte "
+          "values took 636 MB); the largest public models hold under 100 000 tensors"),
+    Limit("JSON_MAX_ITEMS", JSON_MAX_ITEMS, "items (commas) in one JSON text",
+          "bounds the parser's memory before it runs (~150 bytes an item); a header of 200 000 tensors has "
+          "~1.6 million; the safetensors library bounds only the header's bytes"),
+    Limit("MAX_DIMS", MAX_DIMS, "dimensions of one tensor (safetensors shape, .ckpt dims)",
+          "NumPy 1 holds at most 32 (the safetensors library's NumPy loader refuses more; MindSpore reshapes with "
+          "NumPy); counted while the dims are read, so 80 000 claimed dims cost nothing"),
+    Limit("MAX_DIM_PRODUCT", MAX_DIM_PRODUCT, "each dimension, and the product of a shape's non-zero dims "
+          "times the element size (so zero-element tensors too)",
+          "int64, what NumPy, torch and MindSpore index with: a .ckpt cannot even store a larger dim, and a "
+          "safetensors dim of 2^63 would be written back wrong; the library's NumPy loader refuses these too"),
     Limit("VERIFY_ELEMENTS_PER_WEIGHT", VERIFY_ELEMENTS_PER_WEIGHT,
           "the largest array verification builds for one conv, per element of its weight",
           "a plain stride-1 check needs under 10x; a layers JSON's dilation, stride or groups claiming more "
@@ -62,8 +101,87 @@ LIMITS: tuple[Limit, ...] = (
 )
 
 
+def shape_problem(shape: tuple[int, ...] | list[int], itemsize: int) -> str | None:
+    """Why a claimed shape exceeds MAX_DIMS / MAX_DIM_PRODUCT (None when it does not).
+
+    Cheap whatever the file claims: at most MAX_DIMS + 1 dims are looked at, and the running
+    product stops as soon as it passes the bound.
+    """
+    if len(shape) > MAX_DIMS:
+        return f"{len(shape)} dims, more than {MAX_DIMS} (MAX_DIMS)"
+    product = itemsize
+    for dim in shape:
+        if dim < 0:
+            return f"a negative dim {dim}"
+        product *= dim or 1
+        if product > MAX_DIM_PRODUCT:
+            return "a size beyond 2^63 - 1 bytes, zero dims left out (MAX_DIM_PRODUCT)"
+    return None
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """Where convmigrate reads a file differently from the format's reference library, on purpose."""
+
+    format: str  # "safetensors", "sharded index", ".ckpt", ...
+    case: str  # the kind of file, in a user's words
+    library: str  # what the reference library does with it
+    convmigrate: str  # what we do
+    why: str
+
+
+# Checked by tests/test_differential.py: each row there is a file built to show the difference.
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation("safetensors", "a key twice in one JSON object (a tensor name, a metadata key, a key of an ignored field)",
+              "keeps the last (it refuses only a record field or __metadata__ twice)", "refuses the file",
+              "two parsers can disagree on which one counts: the file is ambiguous"),
+    Deviation("safetensors", "dtype C64, F8_*, F6_*, F4", "reads the raw bytes (its NumPy loader refuses all but C64)",
+              "refuses, naming the dtype", "convmigrate carries the 13 dtypes that torch and MindSpore checkpoints share"),
+    Deviation("safetensors", "more than 32 dims, or a dim product beyond 2^63 - 1 bytes (zero dims left out)",
+              "reads the raw bytes (its NumPy loader refuses both)", "refuses, before any arithmetic on the dims",
+              "MAX_DIMS / MAX_DIM_PRODUCT: neither framework can hold such a tensor, and a dim of 2^63 cannot be "
+              "written into a .ckpt"),
+    Deviation("sharded index", "a shard named by a path (`/abs`, `../x`, `a/b`), not `*.safetensors`, or a symlink "
+              "leaving the index's folder", "transformers joins the name to the folder and opens whatever it names",
+              "refuses, naming the index", "an index must not read files outside its own folder; a symlink to a file "
+              "in the same folder is followed (it can reach nothing else)"),
+    Deviation(".ckpt", "more than 32 dims", "reads them", "refuses the file",
+              "MAX_DIMS: NumPy 1 (and so the tool's own arithmetic) holds at most 32"),
+    Deviation(".ckpt", "content longer or shorter than its dims need", "builds the tensor anyway (past the bytes "
+              "there are, or ignoring the rest)", "refuses, with both sizes", "the bytes and the shape disagree: "
+              "either one is wrong"),
+    Deviation(".ckpt", "dims [0] with no content", "a scalar made of no bytes", "a tensor of shape (0,)",
+              "dims [0] is a scalar only when the content holds one element (MindSpore 1.x wrote scalars so)"),
+    Deviation(".ckpt", "a CRC tail (b'crc_num' + 10 bytes) that does not match", "strips it unchecked unless "
+              "load_checkpoint(crc_check=True)", "always checks it and refuses a mismatch",
+              "the tail exists to detect damage; a wrong one means the bytes before it changed"),
+    Deviation(".ckpt", "the same tag again after other values", "keeps the last value at the first one's place",
+              "refuses the file", "ambiguous: which tensor is meant; MindSpore writes the parts of a tensor adjacently"),
+    Deviation(".ckpt", "the parts of a split tensor disagree on dims", "takes the last part's dims for the joined bytes",
+              "refuses the file", "save_checkpoint writes every part with the full dims; parts that disagree are damage"),
+    Deviation(".ckpt", "a str value split over several values", "keeps the first piece, as long as the last one",
+              "refuses the file", "MindSpore never splits a str; a split one cannot be read back as it was"),
+    Deviation(".ckpt", "a protobuf field MindSpore's schema does not have (e.g. TensorProto field 4)",
+              "skips it (protobuf keeps unknown fields)", "refuses the file",
+              "an unknown field may change what the bytes mean; no MindSpore version writes one"),
+    Deviation(".ckpt", "a value with neither tensor nor maptensor", "loads an empty list under that name",
+              "refuses the file", "it holds no data that either framework could load into a parameter"),
+    Deviation(".ckpt", "a value with no tag", "names it '' (the proto2 field is required, but not enforced)",
+              "refuses the file", "a tensor without a name cannot be placed"),
+    Deviation(".ckpt", "no values at all (only a CRC tail)", "refuses: 'the loaded parameter dict is empty'",
+              "reads an empty checkpoint", "it is what save_checkpoint([]) writes; inspect shows it as empty"),
+)
+
+
 def limit_table() -> str:
     """LIMITS as the README's Markdown table."""
     rows = ["| limit | value | bounds | why |", "| --- | --- | --- | --- |"]
     rows += [f"| `{limit.name}` | {limit.value:,} | {limit.bounds} | {limit.why} |" for limit in LIMITS]
+    return "\n".join(rows)
+
+
+def deviation_table() -> str:
+    """DEVIATIONS as the README's Markdown table."""
+    rows = ["| format | file | reference library | convmigrate | why |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {d.format} | {d.case} | {d.library} | {d.convmigrate} | {d.why} |" for d in DEVIATIONS]
     return "\n".join(rows)

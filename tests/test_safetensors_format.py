@@ -296,11 +296,11 @@ GOOD = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
     [
         (b"\x10\x00\x00", "too short"),  # fewer than 8 bytes
         (struct.pack("<Q", 10**6) + b"{}", "runs past the end"),  # header length beyond the file
-        (struct.pack("<Q", 2**62) + b"{}", "exceeds"),  # absurd header length
+        (struct.pack("<Q", 2**62) + b"{}", "runs past the end"),  # absurd header length
         (_with_header(b"{not json"), "not valid JSON"),
         (_with_header(b"\xff\xfe{}"), "not UTF-8"),
         (_with_header(b"[1, 2]"), "not a JSON object"),
-        (_with_header({"w": {"dtype": "F32", "shape": [4]}}, GOOD_DATA), "exactly dtype, shape, data_offsets"),
+        (_with_header({"w": {"dtype": "F32", "shape": [4]}}, GOOD_DATA), "must have dtype, shape and data_offsets"),
         (_with_header({"w": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}}, b"\0" * 4), "does not carry"),
         (_with_header({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, GOOD_DATA), "non-negative"),
         (_with_header({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0]}}, GOOD_DATA), "is not \\[begin, end\\]"),

@@ -49,6 +49,7 @@ from convmigrate.entries import COPY_PIECE_BYTES, Checkpoint, Entry, TensorEntry
 from convmigrate.errors import UnreadableCheckpointError, WriteError
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.input_file import InputFile, open_input
+from convmigrate.limits import MAX_DIMS, MAX_ENTRIES, shape_problem
 from convmigrate.vocab import BY_MINDSPORE, DTYPES, MINDSPORE_SPLIT_BYTES, DType, Format
 
 # Protobuf wire types that occur in a checkpoint; the others (fixed32/64, groups) never do.
@@ -228,6 +229,8 @@ class _Walker:
         for number, wire, span, at in self.fields(0, self.end, "Checkpoint"):
             if (number, wire) != (VALUE, LEN):
                 self.unexpected(number, wire, at, "Checkpoint")
+            if len(values) == MAX_ENTRIES:  # counted as they are read: memory stays bounded
+                self.fail(at, f"more than {MAX_ENTRIES:,} values (MAX_ENTRIES)", damaged=False)
             values.append(self.value(span, at))
         return values
 
@@ -252,18 +255,24 @@ class _Walker:
         """Fill `record` from a TensorProto (merging, as protobuf does if one appears twice)."""
         for number, wire, item, at in self.fields(*span, "TensorProto"):
             if (number, wire) == (DIMS, VARINT):
-                record.dims.append(_int64(item))
+                self.add_dim(record, item, at)
             elif (number, wire) == (DIMS, LEN):  # packed encoding: legal protobuf, never written
                 pos = item[0]
                 while pos < item[1]:
                     dim, pos = self.varint(pos, item[1])
-                    record.dims.append(_int64(dim))
+                    self.add_dim(record, dim, at)
             elif (number, wire) == (TENSOR_TYPE, LEN):
                 record.tensor_type = self.text(item, at, "tensor_type")
             elif (number, wire) == (CONTENT, LEN):
                 record.content = item
             else:
                 self.unexpected(number, wire, at, "TensorProto")
+
+    def add_dim(self, record: _Value, dim: int, at: int) -> None:
+        """Append one dim, refusing the (MAX_DIMS + 1)-th at once: claimed dims cost no work."""
+        if len(record.dims) == MAX_DIMS:
+            self.fail(at, f"a tensor has more than {MAX_DIMS} dims (MAX_DIMS)")
+        record.dims.append(_int64(dim))
 
     def entries(self) -> list[Entry]:
         """Group consecutive same-tag values (one split tensor) into entries, in file order."""
@@ -292,6 +301,8 @@ class _Walker:
         spans = [part.content for part in parts]
         size = sum(stop - start for start, stop in spans)
         if tensor_type == STR_TYPE:
+            if len(parts) > 1:  # MindSpore never splits one; its loader would keep a piece of it
+                self.fail(parts[1].offset, f"str value {tag!r} is split over {len(parts)} values")
             return ValueEntry(tag, self.utf32(spans, first.offset, tag))
         dtype = BY_MINDSPORE.get(tensor_type)
         if dtype is None:
@@ -299,7 +310,10 @@ class _Walker:
             problem = f"tensor {tag!r} has tensor_type {tensor_type!r}, which convmigrate cannot read (known: {known})"
             self.fail(first.offset, problem, damaged=False)
         if any(dim < 0 for dim in first.dims):
-            self.fail(first.offset, f"tensor {tag!r} has a negative dimension in dims {first.dims}")
+            self.fail(first.offset, f"tensor {tag!r} has a negative dimension in dims {first.dims} (a dim of 2^63 or more reads as negative)")
+        problem = shape_problem(first.dims, dtype.itemsize)
+        if problem is not None:
+            self.fail(first.offset, f"tensor {tag!r}: dims {first.dims} of {tensor_type} claim {problem}")
         shape = tuple(first.dims)
         if shape == (0,) and size == dtype.itemsize:
             shape = ()  # MindSpore 1.x wrote scalars with dims [0]; its loader still reads them so

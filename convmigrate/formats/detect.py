@@ -9,6 +9,8 @@ name a format in an error message.
 from __future__ import annotations
 
 import importlib
+import os
+import stat
 from pathlib import Path
 
 from convmigrate.errors import UnreadableCheckpointError
@@ -23,6 +25,25 @@ def load(location: str):  # -> a reader, writer or sniffer named "module:functio
     return getattr(importlib.import_module(module_name), function)
 
 
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a regular file; a FIFO, device or socket is refused, never read.
+
+    Opened non-blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableCheckpointError(path, "is not a regular file (a pipe, device or socket); give a checkpoint file")
+        return os.pread(fd, HEAD_BYTES, 0) if hasattr(os, "pread") else os.read(fd, HEAD_BYTES)
+    except OSError as exc:
+        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+
+
 def detect_format(path: Path) -> Format:
     """The format of the checkpoint at `path`, judged by content.
 
@@ -33,11 +54,7 @@ def detect_format(path: Path) -> Format:
         raise UnreadableCheckpointError(path, "is a directory; give a checkpoint file (or a *.safetensors.index.json)")
     if not path.exists():
         raise UnreadableCheckpointError(path, "no such file")
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(HEAD_BYTES)
-    except OSError as exc:
-        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
+    head = _read_head(path)
     if not head:
         raise UnreadableCheckpointError(path, "is empty (0 bytes); it holds no checkpoint")
     for fmt, spec in FORMATS.items():

@@ -4,9 +4,12 @@ A safetensors file is an 8-byte little-endian header length N, N bytes of JSON, 
 region. The JSON maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]}
 (offsets relative to the data region) plus an optional "__metadata__" object of str -> str.
 
-Reading: the header is parsed and checked here (dtype codes, shapes, offsets that match each
-tensor's size and tile the data region exactly, no duplicate names); anything wrong is one
-`UnreadableCheckpointError` line. Tensor bytes are read from the open file when asked for
+Reading: the header length is checked against the file and SAFETENSORS_MAX_HEADER, the JSON is
+parsed by the bounded loader (`convmigrate/untrusted.py`: depth, number length, duplicate
+keys), and each record is checked here (dtype codes, shapes within MAX_DIMS/MAX_DIM_PRODUCT,
+offsets that match each tensor's size and tile the data region exactly); anything wrong is one
+`UnreadableCheckpointError` line. Record keys beyond dtype/shape/data_offsets are ignored, as
+the safetensors library ignores them. Tensor bytes are read from the open file when asked for
 (formats/input_file.py). Entries come in header order (the order of the JSON object, which for files the
 safetensors library wrote is also the data order). A file whose metadata holds
 {"format": "ms"} (MindSpore's `save_checkpoint(format="safetensors")`) is `MS_SAFETENSORS`.
@@ -15,7 +18,10 @@ Sharded checkpoints: `read_safetensors` on a `*.index.json` (transformers' layou
 {...}, "weight_map": {tensor name: shard file}}) opens every shard (no data is read) and returns
 the entries in the index's `weight_map` order. Metadata is each shard's `__metadata__`, then the
 index's "metadata" on top (values made strings, e.g. "total_size"). A missing shard, a tensor the
-index lists but its shard lacks, or a shard tensor the index does not list is an error.
+index lists but its shard lacks, or a shard tensor the index does not list is an error. Shards
+are plain `*.safetensors` file names in the index's own folder: an index never makes us read a
+file outside it (no paths, no `..`, no symlink leading out), and an error never shows bytes of
+a file that is not part of the checkpoint.
 
 Writing: header first (dtypes and shapes come from the lazy entries), padded with spaces to a
 multiple of 8 bytes, then each tensor's bytes streamed in order. Tensors are laid out the way
@@ -38,6 +44,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -47,7 +55,15 @@ from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError, UsageError
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.input_file import InputFile, open_input
-from convmigrate.limits import SAFETENSORS_MAX_HEADER
+from convmigrate.limits import (
+    MAX_DIMS,
+    MAX_ENTRIES,
+    SAFETENSORS_INDEX_MAX_BYTES,
+    SAFETENSORS_MAX_HEADER,
+    SAFETENSORS_MAX_SHARDS,
+    shape_problem,
+)
+from convmigrate.untrusted import UntrustedTextError, load_json
 from convmigrate.vocab import BY_SAFETENSORS, Format
 
 METADATA_KEY = "__metadata__"
@@ -68,16 +84,22 @@ _LIBRARY_DTYPE_RANK: dict[str, int] = {
 
 # --------------------------------------------------------------------------- detecting
 
+_JSON_WHITESPACE = b" \t\n\r"
+
 
 def sniff(path: Path, head: bytes) -> bool:
-    """A plausible 8-byte header length followed by a JSON object, or a sharded index."""
+    """An 8-byte header length followed by a JSON object, or a sharded index.
+
+    The safetensors library accepts JSON whitespace before the header's `{`, so do we. The
+    length is not judged here: the reader refuses a wrong one with a message that says so.
+    """
     if path.name.endswith(INDEX_SUFFIX):
         read_index(path)  # refuses, in one line, an index that is not one
         return True
     if len(head) < 10:
         return False
     (header_size,) = struct.unpack("<Q", head[:8])
-    return 2 <= header_size <= SAFETENSORS_MAX_HEADER and head[8:9] == b"{"
+    return header_size >= 2 and head[8:].lstrip(_JSON_WHITESPACE)[:1] == b"{"
 
 
 # --------------------------------------------------------------------------- reading
@@ -87,62 +109,61 @@ def _bad(path: Path, problem: str) -> UnreadableCheckpointError:
     return UnreadableCheckpointError(path, f"damaged safetensors file: {problem}")
 
 
-def _no_duplicates(path: Path) -> Callable[[list[tuple[str, object]]], dict]:
-    def hook(pairs: list[tuple[str, object]]) -> dict:
-        result: dict = {}
-        for key, value in pairs:
-            if key in result:
-                raise _bad(path, f"header names {key!r} twice")
-            result[key] = value
-        return result
-
-    return hook
-
-
-def _parse_header(path: Path, head: bytes | InputFile, file_size: int) -> tuple[int, dict]:
-    """(data region start, header dict) after checking the length prefix and the JSON."""
+def _parse_header(path: Path, file: InputFile) -> tuple[int, dict]:
+    """(data region start, header dict) after checking the length prefix against the file."""
+    file_size = file.size
     if file_size < 8:
         raise _bad(path, f"{file_size} bytes is too short for the 8-byte header length")
-    (header_size,) = struct.unpack("<Q", head[:8])
-    if header_size > SAFETENSORS_MAX_HEADER:
-        raise _bad(path, f"header length {header_size} exceeds the {SAFETENSORS_MAX_HEADER}-byte limit")
+    (header_size,) = struct.unpack("<Q", file.read_at(0, 8))
     if 8 + header_size > file_size:
         raise _bad(path, f"header length {header_size} runs past the end of the {file_size}-byte file")
+    if header_size > SAFETENSORS_MAX_HEADER:
+        raise _bad(path, f"header length {header_size} exceeds the {SAFETENSORS_MAX_HEADER:,}-byte limit (SAFETENSORS_MAX_HEADER)")
     try:
-        header = json.loads(head[8 : 8 + header_size].decode("utf-8"), object_pairs_hook=_no_duplicates(path))
-    except UnicodeDecodeError as exc:
-        raise _bad(path, f"header is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:
-        if isinstance(exc, UnreadableCheckpointError):
-            raise
-        raise _bad(path, f"header is not valid JSON ({exc})") from None
+        header = load_json(file.read_at(8, header_size), max_bytes=SAFETENSORS_MAX_HEADER)
+    except UntrustedTextError as exc:
+        raise _bad(path, f"header: {exc}") from None
     if not isinstance(header, dict):
         raise _bad(path, "header is not a JSON object")
     return 8 + header_size, header
 
 
 def _check_metadata(path: Path, metadata: object) -> dict[str, str]:
-    if metadata is None:
+    if metadata is None:  # the library reads "__metadata__": null as no metadata
         return {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _bad(path, "__metadata__ must be an object of string values")
     return dict(metadata)
 
 
+_RECORD_KEYS = ("dtype", "shape", "data_offsets")
+
+
 def _check_tensor(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
-    """(dtype code, shape, begin, end) of one header record, or an error naming the tensor."""
-    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise _bad(path, f"tensor {name!r}: record must have exactly dtype, shape, data_offsets")
-    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if code not in BY_SAFETENSORS:
+    """(dtype code, shape, begin, end) of one header record, or an error naming the tensor.
+
+    Keys beyond dtype/shape/data_offsets are ignored, as the safetensors library ignores them.
+    """
+    if not isinstance(info, dict) or not all(key in info for key in _RECORD_KEYS):
+        raise _bad(path, f"tensor {name!r}: record must have dtype, shape and data_offsets")
+    code, shape, offsets = (info[key] for key in _RECORD_KEYS)
+    if not isinstance(code, str) or code not in BY_SAFETENSORS:
         known = ", ".join(BY_SAFETENSORS)
         raise UnreadableCheckpointError(path, f"tensor {name!r} has dtype {code!r}, which convmigrate does not carry ({known})")
-    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
-        raise _bad(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+    dtype = BY_SAFETENSORS[code]
+    if not isinstance(shape, list):
+        raise _bad(path, f"tensor {name!r}: shape is not a list of non-negative integers")
+    if len(shape) > MAX_DIMS:  # before looking at each dim: a million claimed dims cost nothing
+        raise _bad(path, f"tensor {name!r}: shape claims {shape_problem(shape, dtype.itemsize)}")
+    if not all(type(s) is int and s >= 0 for s in shape):
+        raise _bad(path, f"tensor {name!r}: shape is not a list of non-negative integers")
+    problem = shape_problem(shape, dtype.itemsize)
+    if problem is not None:
+        raise _bad(path, f"tensor {name!r}: shape {shape} claims {problem}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
         raise _bad(path, f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
     begin, end = offsets
-    expected = math.prod(shape) * BY_SAFETENSORS[code].itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if end - begin != expected:
         raise _bad(path, f"tensor {name!r}: data_offsets {offsets} hold {end - begin} bytes, {code} {shape} needs {expected}")
     return code, tuple(shape), begin, end
@@ -166,21 +187,27 @@ def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEnt
     values = []
     for key in sorted(k for k in metadata if k.startswith(VALUE_PREFIX)):
         try:
-            value = json.loads(metadata.pop(key))
-        except ValueError:
-            raise _bad(path, f"metadata {key!r} is not the JSON of a value") from None
+            value = load_json(metadata.pop(key), max_bytes=SAFETENSORS_MAX_HEADER)
+        except UntrustedTextError as exc:
+            raise _bad(path, f"metadata {key!r} is not the JSON of a value ({exc})") from None
         if not isinstance(value, (str, int, float, bool)):
             raise _bad(path, f"metadata {key!r} holds {type(value).__name__}, not a str, int, float or bool")
         values.append(ValueEntry(key.removeprefix(VALUE_PREFIX), value))
     return values
 
 
-def _open_file(path: Path) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
-    """Tensors (header order), raw metadata and the closer of one safetensors file."""
-    file = open_input(path)
+def _open_file(path: Path, real_path: Path | None = None) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
+    """Tensors (header order), raw metadata and the closer of one safetensors file.
+
+    `real_path` is what to open when it differs from the `path` that messages name (a shard
+    reached through a symlink inside its index's folder).
+    """
+    file = open_input(real_path or path)
     try:
-        data_start, header = _parse_header(path, file, file.size)
+        data_start, header = _parse_header(path, file)
         metadata = _check_metadata(path, header.pop(METADATA_KEY, None))
+        if len(header) > MAX_ENTRIES:
+            raise _bad(path, f"header lists {len(header):,} tensors, more than the limit of {MAX_ENTRIES:,} (MAX_ENTRIES)")
         records = [(name, *_check_tensor(path, name, info)) for name, info in header.items()]
         _check_tiling(path, [(begin, end, name) for name, _, _, begin, end in records], file.size - data_start)
     except BaseException:
@@ -222,18 +249,66 @@ def read_safetensors(path: Path) -> Checkpoint:
 
 
 def read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(weight_map, metadata with string values) of a sharded index, or a one-line error."""
+    """(weight map, index metadata as strings) of a sharded index, every shard name checked."""
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UnreadableCheckpointError(path, f"is not a readable JSON index ({exc})") from exc
+        with open(path, "rb") as stream:
+            text = stream.read(SAFETENSORS_INDEX_MAX_BYTES + 1)
+        index = load_json(text, max_bytes=SAFETENSORS_INDEX_MAX_BYTES)
+    except OSError as exc:
+        raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
+    except UntrustedTextError as exc:
+        limit = " (SAFETENSORS_INDEX_MAX_BYTES)" if len(text) > SAFETENSORS_INDEX_MAX_BYTES else ""
+        raise UnreadableCheckpointError(path, f"is not a readable JSON index ({exc}){limit}") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise UnreadableCheckpointError(path, "is not a sharded safetensors index ('weight_map' of name -> shard file)")
-    extra = index.get("metadata") or {}
+    extra = index.get("metadata")
+    if extra is None:
+        extra = {}
     if not isinstance(extra, dict):
         raise UnreadableCheckpointError(path, "index 'metadata' is not an object")
+    if len(weight_map) > MAX_ENTRIES:
+        raise UnreadableCheckpointError(path, f"lists {len(weight_map):,} tensors, more than the limit of {MAX_ENTRIES:,} (MAX_ENTRIES)")
+    shards = dict.fromkeys(weight_map.values())
+    if len(shards) > SAFETENSORS_MAX_SHARDS:
+        raise UnreadableCheckpointError(
+            path, f"names {len(shards)} shard files, more than the limit of {SAFETENSORS_MAX_SHARDS} (SAFETENSORS_MAX_SHARDS)"
+        )
+    for shard_name in shards:
+        _check_shard_name(path, shard_name)
     return weight_map, {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
+
+
+def _check_shard_name(index: Path, name: str) -> None:
+    """A shard is named by a plain `*.safetensors` file name: no folder, no `..`, no other index."""
+    plain = name not in ("", ".", "..") and not any(c in name for c in "/\\\0") and name.endswith(".safetensors")
+    if not plain:
+        raise UnreadableCheckpointError(
+            index, f"shard {name!r} is not a plain *.safetensors file name; an index may only name files in its own folder"
+        )
+
+
+def _shard_path(index: Path, name: str) -> Path:
+    """The real path of shard `name`: a regular file directly in the index's folder.
+
+    A symlink is followed only when its target is also directly in that folder (an alias
+    within the checkpoint); one leading anywhere else is refused, so that an index cannot make
+    us read, and copy into an output, a file that is not part of the checkpoint.
+    """
+    listed = index.parent / name
+    real_folder = os.path.realpath(index.parent)
+    real = os.path.realpath(listed)
+    if os.path.dirname(real) != real_folder:
+        raise UnreadableCheckpointError(
+            index, f"shard {name!r} is a symlink to a file outside {index.parent}; copy the shards into one folder"
+        )
+    try:
+        status = os.stat(real)
+    except OSError:
+        raise UnreadableCheckpointError(index, f"shard {name!r} listed in the index is missing from {index.parent}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise UnreadableCheckpointError(index, f"shard {name!r} is not a regular file")
+    return Path(real)
 
 
 def _read_sharded(path: Path) -> Checkpoint:
@@ -245,9 +320,7 @@ def _read_sharded(path: Path) -> Checkpoint:
     try:
         for shard_name in dict.fromkeys(weight_map.values()):  # each shard once, in index order
             shard = path.parent / shard_name
-            if not shard.is_file():
-                raise UnreadableCheckpointError(path, f"shard {shard_name!r} listed in the index is missing from {path.parent}")
-            tensors, shard_metadata, close = _open_file(shard)
+            tensors, shard_metadata, close = _open_file(shard, _shard_path(path, shard_name))
             checkpoint.add_closer(close)
             values += _values_from_metadata(shard, shard_metadata)
             metadata.update(shard_metadata)

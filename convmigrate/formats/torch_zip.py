@@ -79,6 +79,15 @@ def _sources(records: dict[str, tuple[int, int]], prefix: str, file: InputFile) 
     return source_for
 
 
+# What reading the zip or unpickling data.pkl may raise for a file that torch.load must judge.
+# NotImplementedError (a zip version or compression zipfile lacks) and OverflowError (a pickle
+# BYTEARRAY8 of 2^63 bytes) were found by fuzzing (tests/fuzz).
+LEFT_TO_TORCH_LOAD: tuple[type[BaseException], ...] = (
+    NeedsTorch, zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError,
+    pickle.UnpicklingError, RecursionError, struct.error, NotImplementedError, OverflowError,
+)
+
+
 def read_torch_zip(path: Path) -> Checkpoint | None:
     """The checkpoint, read without torch; None when torch.load must judge the file."""
     try:
@@ -89,8 +98,7 @@ def read_torch_zip(path: Path) -> Checkpoint | None:
                 return None
             data = archive.read(pickle_info)
         loaded = load_pickle(data)
-    except (NeedsTorch, zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError, KeyError,
-            AttributeError, IndexError, pickle.UnpicklingError, RecursionError, struct.error):
+    except LEFT_TO_TORCH_LOAD:
         return None  # torch.load gives the precise verdict (unsafe, damaged, unsupported)
     prefix = pickle_info.filename[: -len("data.pkl")]
     notes: list[str] = []

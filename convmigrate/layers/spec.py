@@ -23,6 +23,8 @@ from typing import Any
 
 from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats.atomic import atomic_output
+from convmigrate.limits import USER_FILE_MAX_BYTES
+from convmigrate.untrusted import UntrustedTextError, load_json, read_bounded
 from convmigrate.vocab import Framework, LayerKind
 
 # The layer kinds whose hyperparameters this package translates (layers/tables.py has their
@@ -164,11 +166,11 @@ def read_layers_json(path: Path | str, default_source: Framework) -> list[LayerR
     """
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = load_json(read_bounded(path), max_bytes=USER_FILE_MAX_BYTES)
     except OSError as exc:
         raise LayerTranslationError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LayerTranslationError(f"{path}: not a layers JSON ({exc})") from exc
+    except UntrustedTextError as exc:
+        raise LayerTranslationError(f"{path}: not a layers JSON ({exc})") from None
     if not isinstance(document, dict) or not isinstance(document.get("layers"), list):
         raise LayerTranslationError(f'{path}: a layers JSON is one object {{"layers": [...]}}')
     records = []

@@ -24,12 +24,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from convmigrate.errors import UsageError
+from convmigrate.limits import USER_FILE_MAX_BYTES
 from convmigrate.rules.names import NameRules, ParamName, family_named
+from convmigrate.untrusted import UntrustedTextError, load_toml, read_bounded
 
 
 @dataclass
@@ -54,11 +55,11 @@ def load_rules(path: Path | None) -> UserRules:
     if path is None:
         return rules
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = load_toml(read_bounded(Path(path)), max_bytes=USER_FILE_MAX_BYTES)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the rules file ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from exc
+    except UntrustedTextError as exc:
+        raise UsageError(f"{path}: not a rules file ({exc})") from None
     unknown = set(data) - {"layer", "param", "prefix", "conv1d"}
     if unknown:
         raise UsageError(f"{path}: unknown section(s) {sorted(unknown)}; use layer, param, prefix, conv1d")

@@ -7,6 +7,7 @@ same bug.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import zipfile
@@ -81,3 +82,26 @@ class Marker:
 
     def __reduce__(self) -> tuple:
         return (os.system, (f"touch {self.marker}",))
+
+
+# Hand-built safetensors files: the 8-byte little-endian header length, the JSON, the data.
+
+
+def safetensors_file(header: dict | bytes, data: bytes = b"", *, length: int | None = None) -> bytes:
+    """A safetensors file of `header` (a dict, or raw JSON bytes) and `data`; `length` may lie."""
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(text) if length is None else length) + text + data
+
+
+def record(dtype: str, shape: list, begin: int, end: int, **extra: object) -> dict:
+    """One tensor's header record."""
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end], **extra}
+
+
+def float32_bytes(count: int) -> bytes:
+    return struct.pack(f"<{count}f", *range(count))
+
+
+def index_file(weight_map: dict, metadata: object = None) -> bytes:
+    """A transformers-style sharded index."""
+    return json.dumps({"metadata": metadata if metadata is not None else {"total_size": 0}, "weight_map": weight_map}).encode()
