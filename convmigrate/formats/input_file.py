@@ -224,7 +224,8 @@ def open_input(path: Path) -> InputFile:
     """Open a checkpoint file for reading; its identity is taken now and checked on every read."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever (no effect on files)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise UnreadableCheckpointError(path, f"cannot be read ({exc.strerror})") from exc
     try:
