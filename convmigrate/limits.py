@@ -54,7 +54,7 @@ LIMITS: tuple[Limit, ...] = (
           "a weight map of 16 MiB names ~200 000 tensors; the largest public models list a few thousand "
           "(transformers sets no limit)"),
     Limit("SAFETENSORS_MAX_SHARDS", SAFETENSORS_MAX_SHARDS, "shard files one index may name",
-          "each shard stays open and mapped while it is read (the usual open-file limit is 1 024); "
+          "each shard keeps a file descriptor open while the checkpoint is read (the usual limit is 1 024); "
           "the largest public models have under 200 shards (transformers sets no limit)"),
     Limit("JSON_MAX_DEPTH", JSON_MAX_DEPTH, "nesting of [] and {} in any JSON or TOML we parse "
           "(safetensors header, metadata values, index, `--layers`, `--rules`)",
@@ -185,3 +185,12 @@ def deviation_table() -> str:
     rows = ["| format | file | reference library | convmigrate | why |", "| --- | --- | --- | --- | --- |"]
     rows += [f"| {d.format} | {d.case} | {d.library} | {d.convmigrate} | {d.why} |" for d in DEVIATIONS]
     return "\n".join(rows)
+
+
+def readme_section() -> str:
+    """The README's limits section body: both tables, as `python -m convmigrate.limits` prints them."""
+    return f"{limit_table()}\n\nWhere convmigrate reads a file differently from the format's reference library, on purpose:\n\n{deviation_table()}\n"
+
+
+if __name__ == "__main__":
+    print(readme_section(), end="")

@@ -52,7 +52,7 @@ RULES_COMMANDS: tuple[str, ...] = ("torch2ms --rules", "ms2torch --rules")
 
 # What every case must stay within, per command (the README's limits table states them).
 MAX_SECONDS = 30.0
-MAX_RSS_MIB = 600  # peak resident memory of one command, numpy and rich included (~60 MiB)
+MAX_RSS_MIB = 600  # resident memory one command takes beyond the warm process it is forked from
 DATA_LIMIT_MIB = 2048  # RLIMIT_DATA of each command: an allocation beyond it fails, not the machine
 
 
@@ -76,6 +76,9 @@ class HostileCase:
     # An open bug owned by another area (who and what): the case is a strict xfail until the fix
     # lands, and then fails, so that this field is removed with the fix.
     known_failure: str | None = None
+    # Modules the refusal needs (e.g. "torch": the file goes to the torch.load fallback); the case
+    # is skipped where one is not installed, as in the torch-free run.
+    requires: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

@@ -21,7 +21,8 @@ def torch_zip(path: Path, data_pkl: bytes, **member: bytes) -> Path:
     return path
 
 
-@register("fuzz", "a zip entry that needs zip version 25.5 (zipfile raised NotImplementedError)", r"its pickle is damaged")
+@register("fuzz", "a zip entry that needs zip version 25.5 (zipfile raised NotImplementedError)", r"its pickle is damaged",
+          requires=("torch",))
 def zip_version(folder: Path) -> Path:
     """Found by the torch-zip target: "version needed to extract" 255 in the central directory
     ("unexpected NotImplementedError"); now the torch-free reader hands the file to torch.load,
@@ -41,7 +42,8 @@ def pickle_memo_index(folder: Path) -> Path:
     return torch_zip(folder / "memo.pt", b"\x80\x02}r" + struct.pack("<I", 1_275_750_499) + b".")
 
 
-@register("fuzz", "a pickle BYTEARRAY8 of 2^63 bytes (the unpickler raised OverflowError)", r"its pickle is damaged")
+@register("fuzz", "a pickle BYTEARRAY8 of 2^63 bytes (the unpickler raised OverflowError)", r"its pickle is damaged",
+          requires=("torch",))
 def pickle_bytearray8_overflow(folder: Path) -> Path:
     """Found by the pickle target ("unexpected OverflowError"); now torch.load judges the file."""
     return torch_zip(folder / "overflow.pt", b"\x80\x05\x96" + struct.pack("<Q", 1 << 63) + b".")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
 import json
 import os
 import pkgutil
@@ -33,34 +32,18 @@ import convmigrate
 from convmigrate.cli.app import app
 
 
-class _NoFrameworks(importlib.abc.MetaPathFinder):
-    """Refuses torch and MindSpore while warming up: they stay out of the forking parent.
-
-    A child's peak RSS counts the parent's resident pages, so a parent holding torch (~300 MB)
-    would hide what a command itself takes; modules that import a framework at the top are
-    left for the child to import, as the console script would.
-    """
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] in ("torch", "mindspore"):
-            raise ImportError(f"{name} is not imported before forking")
-
-
 def warm_up() -> object:
-    """Import every convmigrate module (the commands import some lazily) and build the CLI once."""
-    blocker = _NoFrameworks()
-    sys.meta_path.insert(0, blocker)
-    try:
-        for module in pkgutil.walk_packages(convmigrate.__path__, "convmigrate."):
-            if module.name.endswith("__main__"):  # running it would run the CLI
-                continue
-            try:
-                importlib.import_module(module.name)
-            except ImportError:
-                pass
-        importlib.import_module("typer._adapters")  # typer loads it (and pydantic) on its first parse
-    finally:
-        sys.meta_path.remove(blocker)
+    """Import every convmigrate module (the commands import some lazily), torch when it is
+    installed (the torch.load fallback imports it: seconds in every child otherwise; MindSpore
+    is never imported by the tool), and build the CLI once."""
+    for module in pkgutil.walk_packages(convmigrate.__path__, "convmigrate."):
+        if module.name.endswith("__main__"):  # running it would run the CLI
+            continue
+        try:
+            importlib.import_module(module.name)
+        except ImportError:  # an optional framework that is not installed
+            pass
+    importlib.import_module("typer._adapters")  # typer loads it (and pydantic) on its first parse
     command = typer.main.get_command(app)
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         try:  # one refusal end to end loads what parsing and error rendering load on first use
@@ -70,7 +53,19 @@ def warm_up() -> object:
     return command
 
 
+def resident_mib() -> float:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except OSError:
+        return 0.0
+
+
 def run_one(command: object, args: list[str], data_limit: int, timeout: float) -> dict:
+    """Run one command in a forked child. Its peak RSS counts the pages it shares with this warm
+    parent, so `parent_rss_mib` is reported too: the difference is what the command itself took."""
+    parent_rss = resident_mib()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         pid = os.fork()
@@ -114,6 +109,7 @@ def run_one(command: object, args: list[str], data_limit: int, timeout: float) -
             "timed_out": timed_out,
             "seconds": seconds,
             "max_rss_mib": rusage.ru_maxrss / 1024,
+            "parent_rss_mib": parent_rss,
             "stdout": out.read().decode("utf-8", "replace"),
             "stderr": err.read().decode("utf-8", "replace"),
         }
