@@ -80,6 +80,15 @@ class Driver:
             self.process.wait()
 
 
+def run_capped(commands: list[list[str]], timeout: float) -> list[dict]:
+    """Each command in its own capped, timed child of a fresh warm driver (for other test modules)."""
+    serving = Driver()
+    try:
+        return serving.run(commands, timeout)
+    finally:
+        serving.close()
+
+
 @pytest.fixture(scope="session")
 def driver() -> Iterator[Driver]:
     serving = Driver()

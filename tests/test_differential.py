@@ -336,12 +336,13 @@ class MindSporeOracle:
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
 
-    def read(self, path: Path, *, alone: bool = False) -> Read | Refused:
-        """`alone`: in a fresh process, closed afterwards (for a file that corrupts MindSpore's heap)."""
+    def read(self, path: Path, *, alone: bool = False, alone_already: bool = False) -> Read | Refused:
+        """`alone`: in a fresh process, closed afterwards (for a file that corrupts MindSpore's heap).
+        A crash is retried alone, so it is charged to the file that causes it."""
         if alone:
             self.close()
             try:
-                return self.read(path)
+                return self.read(path, alone_already=True)
             finally:
                 self.close()
         if self.process is None or self.process.poll() is not None:
@@ -353,9 +354,13 @@ class MindSporeOracle:
         self.process.stdin.write(f"{path}\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
-        if not line:
+        if not line:  # it crashed: on this file, or later on a heap an earlier file corrupted
             self.process.wait()
-            return Refused(f"MindSpore crashed (exit {self.process.returncode})")
+            code = self.process.returncode
+            self.process = None
+            if not alone_already:
+                return self.read(path, alone=True)
+            return Refused(f"MindSpore crashed (exit {code})")
         answer = json.loads(line)
         if "refused" in answer:
             return Refused(answer["refused"])
