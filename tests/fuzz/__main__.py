@@ -27,7 +27,7 @@ with atheris.instrument_imports(include=["convmigrate"]):
     import convmigrate.limits
     import convmigrate.untrusted  # noqa: F401
 
-from tests.fuzz.targets import TARGETS, dictionary, scratch_folder
+from tests.fuzz.targets import TARGETS, dictionary
 
 DATA_LIMIT = 2 << 30
 
@@ -39,7 +39,8 @@ def main() -> None:
     if not any(corpus.iterdir()):
         for seed in target.seeds():
             (corpus / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
-    folder = scratch_folder()
+    folder = corpus.parent / f"{name}-scratch"  # beside the corpus: cleaned up with it
+    folder.mkdir(exist_ok=True)
     # An allocation beyond 2 GiB fails as MemoryError (a crash, unless the target knows it)
     # before libFuzzer's -rss_limit_mb would kill the whole run.
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_LIMIT, DATA_LIMIT))

@@ -1,7 +1,7 @@
 """The fuzz targets: one per reader, each a seed set of valid files and a function of the bytes.
 
-A target writes the fuzzer's bytes where the reader expects a file (a tmpfs folder when there
-is one), reads it the way the CLI does, touches every tensor byte, and lets only a
+A target writes the fuzzer's bytes where the reader expects a file (a scratch folder beside
+the fuzzing corpus), reads it the way the CLI does, touches every tensor byte, and lets only a
 ConvmigrateError (one line, naming the file) pass. The index target splits its input into an
 index and two shards with atheris' FuzzedDataProvider, so the fuzzer varies all three.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +19,6 @@ import numpy as np
 
 from convmigrate.entries import Checkpoint, TensorEntry, ValueEntry
 from convmigrate.errors import ConvmigrateError
-
-
-def scratch_folder() -> Path:
-    """A fresh folder in memory when the machine has /dev/shm (a file write per execution)."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="convmigrate-fuzz-", dir=base))
 
 
 def sample_entries() -> list:
