@@ -253,7 +253,7 @@ def header_length_past_end(folder: Path) -> Path:
 
 @register("extra", "header length of 100 000 001 bytes in a file that long", r"header length 100000001 exceeds the 100,000,000-byte limit \(SAFETENSORS_MAX_HEADER\)")
 def header_over_limit(folder: Path) -> Path:
-    path = written(folder / "sparse.safetensors", safetensors_file(b"{", length=100_000_001))
+    path = written(folder / "sparse.safetensors", safetensors_file(b"{\"", length=100_000_001))
     os.truncate(path, 8 + 100_000_001)  # sparse: 100 MB claimed, nothing stored
     return path
 
