@@ -141,7 +141,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "reads the raw bytes (its NumPy loader refuses both)", "refuses, before any arithmetic on the dims",
               "MAX_DIMS / MAX_DIM_PRODUCT: neither framework can hold such a tensor, and a dim of 2^63 cannot be "
               "written into a .ckpt"),
-    Deviation("sharded index", "a shard named by a path (`/abs`, `../x`, `a/b`), not `*.safetensors`, or a symlink "
+    Deviation("sharded index", "a shard named by a path (`/abs`, `../x`, `a/b`) or another index, or a symlink "
               "leaving the index's folder", "transformers joins the name to the folder and opens whatever it names",
               "refuses, naming the index", "an index must not read files outside its own folder; a symlink to a file "
               "in the same folder is followed (it can reach nothing else)"),

@@ -19,7 +19,7 @@ Sharded checkpoints: `read_safetensors` on a `*.index.json` (transformers' layou
 the entries in the index's `weight_map` order. Metadata is each shard's `__metadata__`, then the
 index's "metadata" on top (values made strings, e.g. "total_size"). A missing shard, a tensor the
 index lists but its shard lacks, or a shard tensor the index does not list is an error. Shards
-are plain `*.safetensors` file names in the index's own folder: an index never makes us read a
+are plain file names in the index's own folder (never another index): an index never makes us read a
 file outside it (no paths, no `..`, no symlink leading out), and an error never shows bytes of
 a file that is not part of the checkpoint.
 
@@ -283,11 +283,11 @@ def read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _check_shard_name(index: Path, name: str) -> None:
-    """A shard is named by a plain `*.safetensors` file name: no folder, no `..`, no other index."""
-    plain = name not in ("", ".", "..") and not any(c in name for c in "/\\\0") and name.endswith(".safetensors")
+    """A shard is named by a plain file name: no folder, no `..`, not an index (itself or another)."""
+    plain = name not in ("", ".", "..") and not any(c in name for c in "/\\\0") and not name.endswith(".index.json")
     if not plain:
         raise UnreadableCheckpointError(
-            index, f"shard {name!r} is not a plain *.safetensors file name; an index may only name files in its own folder"
+            index, f"shard {name!r} is not a file name beside the index; an index may only name files in its own folder"
         )
 
 

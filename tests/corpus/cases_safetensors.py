@@ -49,7 +49,7 @@ def sharded(folder: Path, shard_name: str, *, outside: bool = True) -> Path:
     return written(model / "model.safetensors.index.json", index_file({"w": "a.safetensors", "secret": shard_name}))
 
 
-NOT_PLAIN = r"shard .* is not a plain \*\.safetensors file name; an index may only name files in its own folder"
+NOT_PLAIN = r"shard .* is not a file name beside the index; an index may only name files in its own folder"
 
 
 @register("12.3", "index names a shard ../outside/secret.safetensors", NOT_PLAIN)
@@ -63,7 +63,7 @@ def shard_absolute(folder: Path) -> Path:
 
 
 # The error must not echo the file's first 8 bytes (b"root:x:0" read as a header length).
-@register("12.3", "index names /etc/passwd", r"^(?!.*(3475222254926655346|root:x)).*shard '/etc/passwd' is not a plain")
+@register("12.3", "index names /etc/passwd", r"^(?!.*(3475222254926655346|root:x)).*shard '/etc/passwd' is not a file name beside the index")
 def shard_etc_passwd(folder: Path) -> Path:
     return written(folder / "model.safetensors.index.json", index_file({"x": "/etc/passwd"}))
 
