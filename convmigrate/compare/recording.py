@@ -79,7 +79,7 @@ class TorchRun:
 
 def _warning_texts(caught: list[warnings.WarningMessage]) -> list[str]:
     """The user's model's warnings, once each, as notes (not loose lines in the output)."""
-    return list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    return list(dict.fromkeys(f"{w.category.__name__}: {(str(w.message).splitlines() or [''])[0]}" for w in caught))
 
 
 def _hooked_modules(model: Any) -> dict[Any, str]:
