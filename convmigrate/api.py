@@ -106,6 +106,7 @@ def torch2ms(
     trust_pickle: bool = False,
     max_shard_size: str | int | None = None,
     jobs: int | None = None,
+    select: str | None = None,
     report: PathLike | None = None,
     junit: PathLike | None = None,
     check: bool = True,
@@ -129,7 +130,7 @@ def torch2ms(
         layout=Layout(layout), reference=_path(reference), rules=_path(rules), conv1d=list(conv1d),
         exclude=list(exclude), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, crc=crc, model=model,
         ms_model=ms_model, strict=strict, dry_run=dry_run, verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed,
-        force=force, fsync=fsync, trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs,
+        force=force, fsync=fsync, trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs, select=select,
     ), check, progress, report, junit)
 
 
@@ -157,6 +158,7 @@ def ms2torch(
     trust_pickle: bool = False,
     max_shard_size: str | int | None = None,
     jobs: int | None = None,
+    select: str | None = None,
     report: PathLike | None = None,
     junit: PathLike | None = None,
     check: bool = True,
@@ -175,7 +177,7 @@ def ms2torch(
         reference=_path(reference), rules=_path(rules), conv1d=list(conv1d), exclude=list(exclude),
         fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict, dry_run=dry_run,
         verify=verify, layers=_path(layers), rtol=rtol, atol=atol, seed=seed, force=force, fsync=fsync, trust_pickle=trust_pickle,
-        max_shard_size=max_shard_size, jobs=jobs,
+        max_shard_size=max_shard_size, jobs=jobs, select=select,
     ), check, progress, report, junit)
 
 
@@ -191,6 +193,7 @@ def verify(
     atol: float | None = None,
     seed: int = 0,
     trust_pickle: bool = False,
+    select: str | None = None,
     report: PathLike | None = None,
     junit: PathLike | None = None,
     check: bool = True,
@@ -206,6 +209,7 @@ def verify(
     request = VerifyRequest(
         original=Path(original), converted=Path(converted), layers=_path(layers), rules=_path(rules),
         conv1d=list(conv1d), exclude=list(exclude), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle,
+        select=select,
     )
     check_side_outputs(_side_outputs(report, junit), request.inputs, [])
     result = verify_files(request)
@@ -251,7 +255,7 @@ def compare(
     return _finish(result, check, report)
 
 
-def inspect(path: PathLike, *, hashes: bool = True, trust_pickle: bool = False,
+def inspect(path: PathLike, *, hashes: bool = True, trust_pickle: bool = False, select: str | None = None,
             report: PathLike | None = None) -> Contents:
     """What a checkpoint holds: `convmigrate inspect --json` (`hashes=False` is --no-hash).
 
@@ -262,7 +266,7 @@ def inspect(path: PathLike, *, hashes: bool = True, trust_pickle: bool = False,
     from convmigrate.formats.atomic import check_side_outputs
 
     check_side_outputs(_side_outputs(report), [Path(path)], [])
-    return _finish(inspect_file(Path(path), hashes=hashes, trust_pickle=trust_pickle), True, report)
+    return _finish(inspect_file(Path(path), hashes=hashes, trust_pickle=trust_pickle, select=select), True, report)
 
 
 def convert(
@@ -276,6 +280,7 @@ def convert(
     trust_pickle: bool = False,
     max_shard_size: str | int | None = None,
     jobs: int | None = None,
+    select: str | None = None,
     report: PathLike | None = None,
     progress: ProgressFactory | None = None,
 ) -> ConversionResult:
@@ -287,7 +292,7 @@ def convert(
 
     return _finish(convert_file(ConversionRequest(
         input=Path(input), output=_path(output), output_format=format, crc=crc, force=force, fsync=fsync,
-        trust_pickle=trust_pickle, side_outputs=_side_outputs(report), max_shard_size=max_shard_size, jobs=jobs,
+        trust_pickle=trust_pickle, select=select, side_outputs=_side_outputs(report), max_shard_size=max_shard_size, jobs=jobs,
     ), progress or no_progress), True, report)
 
 

@@ -65,6 +65,6 @@ def describe(checkpoint: Checkpoint, *, hashes: bool) -> dict:
     }
 
 
-def inspect_file(path: Path, *, hashes: bool = True, trust_pickle: bool = False) -> Contents:
-    with open_checkpoint(path, trust_pickle=trust_pickle) as checkpoint:
+def inspect_file(path: Path, *, hashes: bool = True, trust_pickle: bool = False, select: str | None = None) -> Contents:
+    with open_checkpoint(path, trust_pickle=trust_pickle, select=select) as checkpoint:
         return Contents(Path(path), describe(checkpoint, hashes=hashes))

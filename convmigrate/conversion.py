@@ -24,6 +24,7 @@ class ConversionRequest:
     force: bool = False
     fsync: bool = True
     trust_pickle: bool = False
+    select: str | None = None  # the state dict to read in a torch file that holds several
     side_outputs: Mapping[str, Path] = field(default_factory=dict)  # see MigrationRequest.side_outputs
     max_shard_size: str | int | None = None  # see MigrationRequest
     jobs: int | None = None
@@ -75,7 +76,7 @@ def convert_file(request: ConversionRequest, progress: ProgressFactory = no_prog
     output, fmt = request.planned_output()
     check_output_path(output, [request.input], request.force)
     check_side_outputs(request.side_outputs, [request.input], [output])
-    with open_checkpoint(request.input, trust_pickle=request.trust_pickle) as checkpoint:
+    with open_checkpoint(request.input, trust_pickle=request.trust_pickle, select=request.select) as checkpoint:
         metadata = dict(checkpoint.metadata)
         if fmt is Format.SAFETENSORS and metadata.get("format") == "ms":
             del metadata["format"]  # plain safetensors asked for: drop MindSpore's flavour mark

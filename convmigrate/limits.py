@@ -47,6 +47,19 @@ COMPARE_MAX_INPUT_BYTES = 1 * GiB
 COMPARE_MAX_INPUT_ARRAYS = 256
 COMPARE_MAX_RECORDED_BYTES = 2 * GiB
 
+# torch pickles (formats/pickle_reader.py, state_dict.py): each bounds what a pickle may build.
+PICKLE_MAX_NESTING = 1000
+PICKLE_MAX_OBJECTS = 2_000_000
+PICKLE_MAX_MEMO = 2_000_000
+PICKLE_MAX_INT_BYTES = 1024
+PICKLE_MAX_BYTES = 256 * MiB
+TENSOR_MAX_DIMS = 64
+TENSOR_MAX_DIM = 2**63 - 1
+STATE_DICT_MAX_ENTRIES = 100_000
+# What a torch file's tensors may take written out, as a multiple of the file's size, plus slack.
+TORCH_OUTPUT_MAX_RATIO = 4
+TORCH_OUTPUT_SLACK = 64 * MiB
+
 LIMITS: tuple[Limit, ...] = (
     Limit("SAFETENSORS_MAX_HEADER", SAFETENSORS_MAX_HEADER, "bytes of the JSON header of a safetensors file",
           "the safetensors library's own limit (100 MB); the header length is also checked against the file size first"),
@@ -98,6 +111,33 @@ LIMITS: tuple[Limit, ...] = (
     Limit("COMPARE_MAX_RECORDED_BYTES", COMPARE_MAX_RECORDED_BYTES, "layer outputs `compare` keeps from the PyTorch "
           "run to pair with MindSpore's (later layers are listed as not recorded)",
           "a base-size speech model on seconds of audio records tens of MB; the outputs themselves are always compared"),
+    Limit("PICKLE_MAX_NESTING", PICKLE_MAX_NESTING, "nesting of a torch pickle: open MARKs, tuples in tuples",
+          "real checkpoints nest a few dozen levels; a 300 000-deep tuple crashes Python's hash() "
+          "(and torch.load: we never hand such a file to torch)"),
+    Limit("PICKLE_MAX_OBJECTS", PICKLE_MAX_OBJECTS, "objects a torch pickle builds (~11 per tensor)",
+          "about 180 000 tensors; keeps a hostile pickle under ~400 MB of Python objects. torch.load has no bound"),
+    Limit("PICKLE_MAX_MEMO", PICKLE_MAX_MEMO, "entries of a torch pickle's memo",
+          "torch.save memoises ~8 per tensor; Python's unpickler allocates the memo up to the largest index "
+          "(4 bytes: 32 GB), ours holds only the entries stored"),
+    Limit("PICKLE_MAX_BYTES", PICKLE_MAX_BYTES, "one pickle of a legacy (pre-1.6) torch.save file, read into memory",
+          "the pickle of a 180 000-tensor state dict takes ~20 MB; the storages after it are never read into memory. "
+          "torch.load reads the whole file"),
+    Limit("PICKLE_MAX_INT_BYTES", PICKLE_MAX_INT_BYTES, "bytes of one integer in a torch pickle",
+          "a seed or RNG state takes 16; torch's weights_only unpickler refuses any integer over 255 bytes (LONG4), "
+          "Python's reads any (int() of 10^6 decimal digits is quadratic)"),
+    Limit("TENSOR_MAX_DIMS", TENSOR_MAX_DIMS, "dims of one tensor in a torch pickle",
+          "torch's kernels stop at 25 dims, MindSpore's at 8; torch.load has no bound"),
+    Limit("TENSOR_MAX_DIM", TENSOR_MAX_DIM, "one dim, stride or storage offset in a torch pickle",
+          "torch's sizes are int64, as are safetensors' and MindSpore's; torch.load refuses larger ones too"),
+    Limit("STATE_DICT_MAX_ENTRIES", STATE_DICT_MAX_ENTRIES, "names a whole pickled model's module tree gives",
+          "a submodule shared by two parents is named twice, as by model.state_dict(): a hostile tree of "
+          "shared modules would name 2^depth; real models have up to a few thousand (a 70B LLM: ~700)"),
+    Limit("TORCH_OUTPUT_MAX_RATIO", TORCH_OUTPUT_MAX_RATIO, "tensor bytes a torch file may give, per byte of the file "
+          "(+ TORCH_OUTPUT_SLACK)",
+          "views and tied weights share a storage; each is written out whole (safetensors and .ckpt cannot share), "
+          "so 1 MiB viewed by 1 000 tensors would write 1 GB. torch.load has no bound (it shares in memory)"),
+    Limit("TORCH_OUTPUT_SLACK", TORCH_OUTPUT_SLACK, "tensor bytes a torch file may give beyond TORCH_OUTPUT_MAX_RATIO "
+          "times its size", "lets small files hold an expanded (stride 0) tensor or two"),
 )
 
 
@@ -170,6 +210,22 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "refuses the file", "a tensor without a name cannot be placed"),
     Deviation(".ckpt", "no values at all (only a CRC tail)", "refuses: 'the loaded parameter dict is empty'",
               "reads an empty checkpoint", "it is what save_checkpoint([]) writes; inspect shows it as empty"),
+    # torch.save: checked by tests/test_torch_differential.py, against torch.load(weights_only=True).
+    Deviation("torch.save", "a global outside torch's allow-list (omegaconf, argparse, a whole model, os.system)",
+              "refuses the file ('Unsupported global')", "reads the tensors; the object is a placeholder, never "
+              "imported or called, left out with a note", "the tensors are data and the user asked for them; the "
+              "classes are code, and running them is what weights_only exists to prevent"),
+    Deviation("torch.save", "complex(...) or bytearray(...) values", "builds them (bytearray(10**12) allocates 1 TB)",
+              "placeholders, left out with a note", "neither is a tensor; building one runs a constructor on what "
+              "the file claims"),
+    Deviation("torch.save", "many tensors viewing one storage, beyond TORCH_OUTPUT_MAX_RATIO x the file",
+              "shares the storage in memory", "refuses the file", "every format we write stores each tensor's own "
+              "bytes: 1 000 views of 1 MiB would write 1 GB"),
+    Deviation("torch.save", "nesting, a memo or an object count beyond the PICKLE_* limits",
+              "reads it (a 300 000-deep tuple crashes it)", "refuses the file",
+              "no checkpoint needs them; each is a way to make the reader's work or memory outgrow the file"),
+    Deviation("torch.save", "a quantized, sparse, nested or meta tensor in the state dict", "builds it",
+              "refuses the file, naming the tensor and its kind", "only dense tensors convert to the other formats"),
 )
 
 

@@ -48,6 +48,7 @@ class MigrationRequest:
     dry_run: bool = False
     force: bool = False
     trust_pickle: bool = False
+    select: str | None = None  # the input's state dict, in a torch file that holds several
     crc: bool = False
     verify: bool = True  # prove the output before it takes the output's name
     fsync: bool = True  # put the output on disk before it takes the output's name
@@ -263,7 +264,7 @@ def run_migration(request: MigrationRequest, progress: ProgressFactory = no_prog
         keep_extras=request.keep_extras,
         strict=request.strict,
     )
-    with open_checkpoint(request.input, trust_pickle=request.trust_pickle) as checkpoint:
+    with open_checkpoint(request.input, trust_pickle=request.trust_pickle, select=request.select) as checkpoint:
         plan = build_plan(source_infos(checkpoint.entries), options)
         result = MigrationResult(request, checkpoint.format, output_format, output, plan, written=False,
                                  notes=list(checkpoint.notes) + (from_model.notes() if from_model else []))

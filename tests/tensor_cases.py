@@ -50,4 +50,6 @@ def torch_bytes(tensor) -> bytes:  # a torch.Tensor; torch is imported by caller
     """A torch tensor's logical C-order bytes, as torch itself gives them."""
     import torch
 
-    return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    # clone: dense strides even where contiguous() keeps odd ones (a size-1 axis); resolve_neg: a _neg_view's values
+    dense = tensor.detach().resolve_neg().resolve_conj().clone(memory_format=torch.contiguous_format)
+    return dense.reshape(-1).view(torch.uint8).numpy().tobytes()

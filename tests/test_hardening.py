@@ -212,13 +212,10 @@ def bit_flipped_pt_directory(tmp_path: Path) -> Path:
 
 
 CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "pickle os.system (torch.save zip)": (evil_zip_pt, r"would run pickle code \(it asks for global posix\.system\).*--trust-pickle"),
-    "pickle os.system (plain pickle)": (evil_plain_pickle, r"would run pickle code \(it asks for global posix\.system\)"),
-    "pickle os.system (legacy torch.save)": (evil_legacy_pt, r"would run pickle code \(it asks for global posix\.system\)"),
-    "whole pickled nn.Module": (pickled_module, r"would run pickle code \(it asks for global torch\.nn\.modules\.container\.Sequential\).*--trust-pickle"),
-    "truncated .pt": (truncated_pt, r"torch\.load cannot read it .*central directory"),
-    "bit-flipped .pt pickle": (bit_flipped_pt_pickle, r"pickle is damaged"),
-    "bit-flipped .pt zip": (bit_flipped_pt_directory, r"torch\.load cannot read it .*central directory"),
+    "pickle os.system (plain pickle, not torch.save)": (evil_plain_pickle, r"is a pickle but not a torch\.save file"),
+    "truncated .pt": (truncated_pt, r"damaged zip"),
+    "bit-flipped .pt pickle": (bit_flipped_pt_pickle, r"damaged zip \(Bad CRC-32 for file '[\w/]*data\.pkl'\)|pickle"),
+    "bit-flipped .pt zip": (bit_flipped_pt_directory, r"damaged zip"),
 }
 
 
@@ -240,28 +237,27 @@ def test_encrypted_mindspore_checkpoint(ms, tmp_path: Path) -> None:
             assert_refused_everywhere(tmp_path, source, r"is an encrypted MindSpore checkpoint \(saved with enc_key\).*dec_key")
 
 
-def test_malicious_pickle_is_refused_by_the_console_script(tmp_path: Path) -> None:
-    """The real process: one line, exit 2, no traceback, and the shell command never ran."""
-    source = evil_zip_pt(tmp_path)
+@pytest.mark.parametrize("build", [evil_zip_pt, evil_legacy_pt], ids=["torch.save zip", "legacy torch.save"])
+def test_pickle_code_beside_the_state_dict_is_read_by_the_console_script_and_never_run(tmp_path: Path, build) -> None:
+    """The real process: the state dict is read and converted, the shell command never runs."""
+    source = build(tmp_path)
     output = tmp_path / "model.ckpt"
     result = run_console_script("torch2ms", source, "-o", output)
-    assert_one_line_error(result, source, r"would run pickle code \(it asks for global posix\.system\)", "torch2ms")
-    assert not output.exists() and not marker_of(tmp_path).exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
+    assert result.exit_code == 0, result.stderr
+    assert "'evil' (posix.system)" in result.stdout  # the note: left out, built by code never run
+    assert output.exists() and not marker_of(tmp_path).exists()
 
 
-def test_torch_warnings_do_not_break_the_one_line_error(tmp_path: Path) -> None:
-    """torch.load warns about an unusual pickle protocol; in a real process that went to stderr."""
+def test_an_unknown_pickle_protocol_is_one_line(tmp_path: Path) -> None:
     source = written(tmp_path / "odd_protocol.pt", b"\x80\x84" + pickle.dumps({"a": 1}, protocol=2)[2:])
     result = run_console_script("inspect", source)
-    assert_one_line_error(result, source, r"torch\.load cannot read it", "inspect")
+    assert_one_line_error(result, source, r"the pickle is of protocol 132", "inspect")
 
 
-def test_whole_pickled_module_works_with_trust_pickle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trust", [False, True], ids=["inert", "--trust-pickle"])
+def test_whole_pickled_module_is_converted(tmp_path: Path, trust: bool) -> None:
     source = pickled_module(tmp_path)
-    refused = run_cli("torch2ms", source, "-o", tmp_path / "refused.ckpt")
-    assert_one_line_error(refused, source, "Sequential.*--trust-pickle only if you trust", "torch2ms")
-    result = run_cli("torch2ms", source, "-o", tmp_path / "module.ckpt", "--trust-pickle")
+    result = run_cli("torch2ms", source, "-o", tmp_path / "module.ckpt", *(["--trust-pickle"] if trust else []))
     assert result.exit_code == 0, result.stderr
     assert "whole pickled Sequential module" in result.stdout
     described = json.loads(run_cli("inspect", tmp_path / "module.ckpt", "--json").stdout)

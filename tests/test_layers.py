@@ -79,7 +79,7 @@ def test_parser_never_raises_anything_but_its_own_error(text):
     ("torch.nn.Conv1d(1, 2, 3, pad_mode='same')", "has no parameter 'pad_mode'"),
     ("torch.nn.Conv1d(1, 2, 3, 1, 0, 1, 1, True, 'zeros', 9)", "at most 9 positional"),
     ("torch.nn.Conv1d(1, 2, 3, stride=2, padding='same')", "strided"),  # torch's own check
-    ("torch.nn.Conv1d(2, 3, 3, groups=2)", "torch refuses"),
+    ("torch.nn.Conv1d(2, 3, 3, groups=2)", "must divide"),
     ("mindspore.nn.Conv1d(1, 2, 3, padding=1)", "needs pad_mode='pad'"),
     ("mindspore.nn.Conv1d(1, 2, 3, pad_mode='pad', padding=(1, 2))", "must be an int"),
     ("mindspore.nn.Conv1d(2, 3, 3, group=2)", "must divide"),
@@ -149,7 +149,7 @@ def test_norm_defaults_that_differ_are_reported():
 
 # --- sources -------------------------------------------------------------------------------
 
-def test_model_factory_lists_layers_by_qualified_name(monkeypatch):
+def test_model_factory_lists_layers_by_qualified_name(monkeypatch, torch):
     monkeypatch.chdir(REPO)
     specs = translate_source("tests.layer_models:small_encoder")
     assert [(s.name, s.kind.value) for s in specs] == [
@@ -168,7 +168,7 @@ def test_model_factory_lists_layers_by_qualified_name(monkeypatch):
     ("tests.layer_models:missing", "no attribute"),
     ("tests.no_such_module:f", "cannot import"),
 ])
-def test_model_factory_errors(monkeypatch, factory, message):
+def test_model_factory_errors(monkeypatch, factory, message, torch):
     monkeypatch.chdir(REPO)
     with pytest.raises(LayerExpressionError, match=message):
         translate_source(factory)
@@ -218,7 +218,7 @@ def test_cli_prints_code(cli):
     assert "torch.nn.Conv1d(120, 240, 4, padding='same', bias=False)" in result.stdout
 
 
-def test_cli_model_factory_writes_layers_json(cli, tmp_path, monkeypatch):
+def test_cli_model_factory_writes_layers_json(cli, tmp_path, monkeypatch, torch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "layers.json"
     result = cli("layers", "tests.layer_models:small_encoder", "--to", "ms", "--report", out)

@@ -6,6 +6,8 @@ import io
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -20,9 +22,8 @@ from tensor_cases import entry_lists, torch_bytes
 import convmigrate.formats.torch_file as torch_file
 import convmigrate.formats.torch_load as torch_load
 import convmigrate.formats.torch_write as torch_write
-import convmigrate.formats.torch_zip as torch_zip
 from convmigrate.entries import TensorEntry, ValueEntry
-from convmigrate.errors import UnreadableCheckpointError, UnsafePickleError
+from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats import open_checkpoint, write_checkpoint
 from convmigrate.formats.torch_write import write_torch
 from convmigrate.vocab import DTYPES, Format
@@ -60,9 +61,9 @@ def _views() -> dict[str, torch.Tensor]:
     }
 
 
-# Every reading test runs on both readers: the torch-free one (plain state dicts) and
-# torch.load's (everything, and the fallback of the first).
-READERS = {"torch-free": torch_file.read_torch, "torch.load": torch_load.read_torch_load}
+# Every reading test runs on both readers: the torch-free one (every file, nothing run) and
+# torch.load's (--trust-pickle: the file's code runs).
+READERS = {"torch-free": torch_file.read_torch, "torch.load": torch_load.read_torch_load}  # --trust-pickle's
 
 
 @pytest.fixture(params=list(READERS))
@@ -184,28 +185,33 @@ class _Marker:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("how", ["torch.save", "torch.save legacy", "pickle.dump"])
-def test_pickle_that_runs_code_is_refused_and_not_run(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["torch.save", "torch.save legacy"])
+def test_pickle_code_beside_the_state_dict_is_read_and_never_run(tmp_path: Path, how: str) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    state = {"w": torch.ones(2), "evil": _Marker(marker)}
-    if how == "pickle.dump":  # a plain pickle (its tensor would ask for a refused global first)
-        path.write_bytes(pickle.dumps({"evil": _Marker(marker)}, protocol=2))
-    else:
-        torch.save(state, path, _use_new_zipfile_serialization=how == "torch.save")
-    with pytest.raises(UnsafePickleError, match=r"global posix\.system.*--trust-pickle") as caught:
+    torch.save({"w": torch.ones(2), "evil": _Marker(marker)}, path, _use_new_zipfile_serialization=how == "torch.save")
+    with open_checkpoint(path) as checkpoint:
+        _assert_entries_match(checkpoint, {"w": torch.ones(2)})
+        (note,) = [n for n in checkpoint.notes if n.startswith("left out")]
+        assert "'evil' (posix.system)" in note
+    assert not marker.exists()
+
+
+def test_a_plain_pickle_is_not_a_torch_file_and_is_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"evil": _Marker(marker)}, protocol=2))
+    with pytest.raises(UnreadableCheckpointError, match="lacks torch's magic number") as caught:
         open_checkpoint(path)
     assert "\n" not in str(caught.value)
     assert not marker.exists()
 
 
-def test_whole_pickled_module_needs_trust(tmp_path: Path, read_torch) -> None:
+def test_whole_pickled_module_is_read_without_running_it(tmp_path: Path, read_torch) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
     path = tmp_path / "module.pt"
     torch.save(model, path)
-    with pytest.raises(UnsafePickleError, match="torch.nn.modules.container.Sequential"):
-        read_torch(path)
-    with open_checkpoint(path, trust_pickle=True) as checkpoint:
+    with read_torch(path) as checkpoint:
         _assert_entries_match(checkpoint, model.state_dict())
         assert any("whole pickled Sequential" in n for n in checkpoint.notes)
 
@@ -213,8 +219,8 @@ def test_whole_pickled_module_needs_trust(tmp_path: Path, read_torch) -> None:
 @pytest.mark.parametrize(
     "content, problem",
     [
-        (b"PK\x03\x04" + b"\0" * 40, "torch.load cannot read it"),  # a broken zip
-        (pickle.dumps([1, 2, 3], protocol=2), "torch.load cannot read it|not a state dict"),  # a pickle, not torch's
+        (b"PK\x03\x04" + b"\0" * 40, "torch.load cannot read it|damaged zip"),  # a broken zip
+        (pickle.dumps([1, 2, 3], protocol=2), "torch.load cannot read it|lacks torch's magic number"),  # a pickle, not torch's
     ],
 )
 def test_unreadable_files(tmp_path: Path, content: bytes, problem: str, read_torch) -> None:
@@ -372,24 +378,24 @@ def test_source_giving_the_wrong_size_or_a_repeated_name_is_refused() -> None:
         _write([ValueEntry("w", 1), ValueEntry("w", 2)])
 
 
-def test_plain_state_dicts_are_read_without_torch_and_views_fall_back(tmp_path: Path) -> None:
-    """The torch-free reader serves dense state dicts itself and leaves the rest to torch.load."""
+def test_every_file_here_is_read_without_torch_even_views_and_modules(tmp_path: Path) -> None:
+    """The torch-free reader serves views, wrappers, whole models and legacy files itself."""
     torch.save(_every_dtype(), tmp_path / "every.pt")
     torch.save({"model": torch.nn.Conv1d(2, 4, 3).state_dict(), "epoch": 1}, tmp_path / "wrapped.pt")
-    torch.save(_views(), tmp_path / "views.pt")  # transposed, strided, expanded: torch's job
-    assert torch_zip.read_torch_zip(tmp_path / "every.pt") is not None
-    assert torch_zip.read_torch_zip(tmp_path / "wrapped.pt") is not None
-    assert torch_zip.read_torch_zip(tmp_path / "views.pt") is None
-    evil = tmp_path / "evil.pt"
-    torch.save({"w": torch.ones(1), "x": _Marker(tmp_path / "pwned")}, evil)
-    assert torch_zip.read_torch_zip(evil) is None  # asks for a global: torch.load judges it
-    assert not (tmp_path / "pwned").exists()
+    torch.save(_views(), tmp_path / "views.pt")  # transposed, strided, expanded
+    torch.save(_views(), tmp_path / "views_legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3)), tmp_path / "whole.pt")
+    script = (
+        "import sys; from pathlib import Path; from convmigrate.formats import open_checkpoint\n"
+        f"for name in ('every', 'wrapped', 'views', 'views_legacy', 'whole'):\n"
+        f"    with open_checkpoint(Path({str(tmp_path)!r}) / f'{{name}}.pt') as c:\n"
+        "        assert c.tensors() and all(len(e.raw_bytes()) == e.nbytes for e in c.tensors())\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
 
 
 def test_reading_a_plain_state_dict_does_not_import_torch(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     torch.save({"conv.weight": torch.randn(8, 4, 3), "step": 3}, tmp_path / "m.pt")
     script = (
         "import sys; from convmigrate.formats import open_checkpoint\n"

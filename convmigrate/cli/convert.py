@@ -19,6 +19,7 @@ from convmigrate.cli.options import (
     OutputOption,
     QuietOption,
     ReportOption,
+    SelectOption,
     TrustPickleOption,
 )
 
@@ -36,6 +37,7 @@ def convert_command(
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
+    select: SelectOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Rewrite a checkpoint in another file format, bit-exactly (no names or shapes change).
@@ -53,7 +55,8 @@ def convert_command(
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
         result = api.convert(input_path, output, format=output_format, crc=crc, force=force, fsync=not no_fsync,
-                             trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs, report=report,
+                             trust_pickle=trust_pickle, select=select, max_shard_size=max_shard_size, jobs=jobs,
+                             report=report,
                              progress=lambda total: byte_progress(total, "converting", not out.human))
         out.json(result.to_json())
         if out.human:

@@ -12,6 +12,7 @@ from convmigrate.cli.options import (
     NoHashOption,
     QuietOption,
     ReportOption,
+    SelectOption,
     TrustPickleOption,
 )
 
@@ -38,6 +39,7 @@ def inspect_command(
     no_hash: NoHashOption = False,
     quiet: QuietOption = False,
     trust_pickle: TrustPickleOption = False,
+    select: SelectOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Show a checkpoint's format, tensors (name, shape, dtype), plain values and Conv1d candidates;
@@ -55,7 +57,7 @@ def inspect_command(
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
         hashes = (as_json or report is not None) and not no_hash
-        result = api.inspect(path, hashes=hashes, trust_pickle=trust_pickle, report=report)
+        result = api.inspect(path, hashes=hashes, trust_pickle=trust_pickle, select=select, report=report)
         out.json(result.to_json())
         if out.human:
             _render(result.summary, str(path))

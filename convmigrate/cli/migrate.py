@@ -46,6 +46,7 @@ from convmigrate.cli.options import (
     RtolOption,
     RulesOption,
     SeedOption,
+    SelectOption,
     StrictOption,
     TorchFormatOption,
     TrustPickleOption,
@@ -146,6 +147,7 @@ def torch2ms_command(
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
+    select: SelectOption = None,
     debug: DebugOption = False,
 ) -> None:
     """PyTorch checkpoint -> MindSpore (.ckpt or safetensors), Conv1d weights reshaped, names mapped,
@@ -170,7 +172,7 @@ def torch2ms_command(
             input_path, output, format=output_format, layout=layout, reference=reference, rules=rules,
             conv1d=conv1d or (), exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras,
             crc=crc, model=model, ms_model=ms_model, strict=strict, dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol,
-            atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle,
+            atol=atol, seed=seed, force=force, fsync=not no_fsync, trust_pickle=trust_pickle, select=select,
             max_shard_size=max_shard_size, jobs=jobs, report=report, junit=junit, check=False,
             progress=lambda total: byte_progress(total, "torch2ms", not out.human),
         ), out)
@@ -203,6 +205,7 @@ def ms2torch_command(
     force: ForceOption = False,
     no_fsync: NoFsyncOption = False,
     trust_pickle: TrustPickleOption = False,
+    select: SelectOption = None,
     debug: DebugOption = False,
 ) -> None:
     """MindSpore checkpoint -> PyTorch (.pt or safetensors), Conv1d weights reshaped, names mapped,
@@ -225,6 +228,6 @@ def ms2torch_command(
             input_path, output, format=output_format, reference=reference, rules=rules, conv1d=conv1d or (),
             exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict,
             dry_run=dry_run, verify=not no_verify, layers=layers, rtol=rtol, atol=atol, seed=seed, force=force,
-            fsync=not no_fsync, trust_pickle=trust_pickle, max_shard_size=max_shard_size, jobs=jobs, report=report,
+            fsync=not no_fsync, trust_pickle=trust_pickle, select=select, max_shard_size=max_shard_size, jobs=jobs, report=report,
             junit=junit, check=False, progress=lambda total: byte_progress(total, "ms2torch", not out.human),
         ), out)

@@ -66,7 +66,20 @@ TrustPickleOption = Annotated[
     bool,
     typer.Option(
         "--trust-pickle",
-        help="Allow a torch.save file whose loading runs arbitrary pickle code. Only for files you trust.",
+        help="Load a torch.save file with torch.load, running the code its pickle names. Not needed to read any "
+        "file's tensors (config objects, whole models and code beside the state dict are read without running "
+        "anything); only for a file you trust whose tensors that code builds (the reader notes such entries as "
+        "left out). Needs convmigrate[torch].",
+    ),
+]
+SelectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--select",
+        metavar="KEY[.KEY...]",
+        help="The state dict to read in a torch.save file that holds several, by its keys: discriminator, "
+        "model.ema. Default: the first found (the reader's note names the others). verify: the ORIGINAL's.",
+        show_default=False,
     ),
 ]
 

@@ -22,6 +22,7 @@ from convmigrate.cli.options import (
     RtolOption,
     RulesOption,
     SeedOption,
+    SelectOption,
     TrustPickleOption,
 )
 
@@ -41,6 +42,7 @@ def verify_command(
     junit: JunitOption = None,
     quiet: QuietOption = False,
     trust_pickle: TrustPickleOption = False,
+    select: SelectOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Prove that CONVERTED computes what ORIGINAL did: every Conv1d run under both frameworks'
@@ -58,7 +60,7 @@ def verify_command(
     out = Output(as_json, quiet)
     with reported_errors(debug, quiet):
         result = api.verify(original, converted, layers=layers, rules=rules, conv1d=conv1d or (),
-                            exclude=exclude or (), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle,
+                            exclude=exclude or (), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle, select=select,
                             report=report, junit=junit, check=False)
         out.json(result.to_json())
         if out.human:

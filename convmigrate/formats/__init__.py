@@ -25,10 +25,13 @@ from convmigrate.formats.shards import is_sharded, weights_name
 from convmigrate.vocab import Format
 
 
-def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
+def open_checkpoint(path: Path, *, trust_pickle: bool = False, select: str | None = None) -> Checkpoint:
     """Open any supported checkpoint lazily; tensors are read when their bytes are asked for.
 
-    `trust_pickle` allows a torch.save file whose loading runs arbitrary pickle code.
+    `select` ("discriminator", "model.ema") chooses the state dict of a torch.save file that
+    holds several; without it the reader chooses and notes the others. `trust_pickle` loads a
+    torch.save file with torch.load, running its pickle's code (only for files whose tensors
+    that code builds, and that you trust; needs the torch extra).
     """
     path = Path(path)
     if is_sharded(path) and not weights_name(path).name.endswith(".safetensors"):
@@ -39,7 +42,10 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     reader = fmt.spec.reader
     assert reader is not None, f"{fmt} is detected but has no reader"
     if fmt is Format.TORCH:
-        return load(reader)(path, trust_pickle=trust_pickle)
+        return load(reader)(path, trust_pickle=trust_pickle, select=select)
+    if select is not None:
+        raise UsageError(f"--select {select}: {path} is a {fmt.spec.label} file, which holds one flat state dict; "
+                         "--select chooses among the state dicts of a torch.save file")
     return load(reader)(path)
 
 

@@ -1,10 +1,19 @@
 """torch.save files: recognise them, and choose the reader that opens them.
 
-A zip (PyTorch >= 1.6) holding a plain state dict is read without torch by `torch_zip`;
-everything else goes to `torch_load` (torch.load with weights_only, imported only then).
+Every torch.save file is read without torch and without running its pickle: a zip (PyTorch >=
+1.6) by `torch_zip`, the legacy format by `torch_legacy`; both read the pickle with
+`pickle_reader` (allow-listed stand-ins, inert placeholders for everything else) and find the
+state dict with `state_dict` (wrappers, whole models, `--select`).
 
-    torch_file.read_torch -> torch_zip.read_torch_zip    (data.pkl via pickle_reader, state_dict)
-                          -> torch_load.read_torch_load  (torch.load(weights_only=True))
+`trust_pickle` is for the rare file whose tensors are themselves built by code the pickle names
+(a custom tensor factory, a numpy array standing for a tensor): `torch_load` loads it with
+torch.load(weights_only=False), which runs that code; it needs the `torch` extra. The pickle
+is read inertly first all the same, so a file beyond the reader's bounds (one that would crash
+Python's or torch's unpickler) never reaches torch.
+
+    torch_file.read_torch -> torch_zip.read_torch_zip        (zip: records, data.pkl)
+                          -> torch_legacy.read_torch_legacy  (pre-1.6: pickles, then storages)
+                          -> torch_load.read_torch_load      (--trust-pickle: torch.load)
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import zipfile
 from pathlib import Path
 
 from convmigrate.entries import Checkpoint
-from convmigrate.formats.torch_zip import EMPTY_ZIP_MAGIC, ZIP_MAGIC, read_torch_zip
+from convmigrate.extras import require
+from convmigrate.formats.torch_legacy import read_legacy_contents, read_torch_legacy
+from convmigrate.formats.torch_zip import EMPTY_ZIP_MAGIC, ZIP_MAGIC, read_data_pickle, read_torch_zip
 
 # torch's legacy (pre-1.6) format opens with pickle protocol 2 and a LONG1 magic number.
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
@@ -25,21 +36,29 @@ def sniff(path: Path, head: bytes) -> bool:
     return head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC, TORCH_LEGACY_MAGIC, PICKLE_PROTO))
 
 
-def read_torch(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Open a torch.save file: without torch when it is a plain state dict, else via torch.load.
+def read_torch(path: Path, *, trust_pickle: bool = False, select: str | None = None) -> Checkpoint:
+    """Open a torch.save file (zip or legacy); nothing in its pickle runs unless `trust_pickle`.
+
+    Args:
+        path: the file.
+        trust_pickle: load it with torch.load, running the code its pickle names (only for
+            files you trust whose tensors are built by that code; needs the torch extra).
+        select: the state dict to read in a file that holds several ("discriminator",
+            "model.ema"); None: the automatic choice, noted.
 
     Example:
-        >>> with read_torch(Path("model.pt")) as checkpoint:                # doctest: +SKIP
-        ...     print(len(checkpoint.entries))
+        >>> with read_torch(Path("model.pt"), select="discriminator") as ckpt:  # doctest: +SKIP
+        ...     print(ckpt.notes)
     """
     path = Path(path)
-    if zipfile.is_zipfile(path):
-        checkpoint = read_torch_zip(path)
-        if checkpoint is not None:
-            return checkpoint
-    from convmigrate.formats.torch_load import read_torch_load  # imports torch: only when needed
-
-    return read_torch_load(path, trust_pickle=trust_pickle)
+    with open(path, "rb") as stream:  # a zip by its first bytes, even when its directory is damaged
+        zipped = stream.read(len(ZIP_MAGIC)) in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or zipfile.is_zipfile(stream)
+    if not trust_pickle:
+        return read_torch_zip(path, select=select) if zipped else read_torch_legacy(path, select=select)
+    torch_load = require("convmigrate.formats.torch_load", "torch", "--trust-pickle")
+    # Within every bound of the inert reader first: torch's own unpickler crashes on some files.
+    read_data_pickle(path) if zipped else read_legacy_contents(path)
+    return torch_load.read_torch_load(path, select=select)
 
 
 __all__ = ["read_torch", "sniff"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convmigrate.extras import require
 from convmigrate.layers.spec import LayerExpressionError, LayerSpec
 from convmigrate.layers.tables import TORCH_SIGNATURES
 from convmigrate.vocab import Framework, LayerKind, ParamFamily
@@ -105,7 +106,7 @@ def module_layers(model: Any) -> list[tuple[str, LayerKind, dict[str, Any]]]:
 
 def build_model(factory: str) -> Any:
     """Import and call `package.module:callable` (trusted code); it must return a torch.nn.Module."""
-    import torch
+    torch = require("torch", "torch", "a PyTorch model factory (--model, layers package.module:callable)")
 
     try:
         model = load_factory(factory)()
@@ -137,7 +138,7 @@ class ModelLayers:
 
 def model_layers(factory: str) -> ModelLayers:
     """Build the user's model and read every module the migration and verification care about."""
-    import torch
+    torch = require("torch", "torch", "--model")
 
     from convmigrate.layers import translate_layer
 

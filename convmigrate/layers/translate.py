@@ -75,6 +75,12 @@ def _normalize_torch_conv(kind: LayerKind, kw: dict[str, Any], where: str) -> di
     _check(kw["padding_mode"] in TORCH_PADDING_MODES, where,
            f"padding_mode must be one of {', '.join(TORCH_PADDING_MODES)}, got {kw['padding_mode']!r}")
     _check(isinstance(kw["bias"], bool), where, f"bias must be True or False, got {kw['bias']!r}")
+    # torch's own checks, here too: torch is an optional extra (_validate_with_torch may not run).
+    channels = (kw["groups"], kw["in_channels"], kw["out_channels"])
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in channels):
+        _check(channels[1] % channels[0] == 0 and channels[2] % channels[0] == 0, where,
+               f"groups={channels[0]} must divide in_channels={channels[1]} and out_channels={channels[2]}")
+    _check(kw["padding"] != "same" or kw["stride"] == 1, where, "padding='same' is not supported for strided convolutions")
     return kw
 
 
@@ -97,8 +103,14 @@ def _normalize_ms_conv(kw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _validate_with_torch(kind: LayerKind, kw: dict[str, Any], where: str) -> None:
-    """Construct the layer on torch's meta device: torch's own checks, no memory for the weights."""
-    import torch
+    """Construct the layer on torch's meta device: torch's own checks, no memory for the weights.
+
+    Without torch installed (it is an optional extra) only our own checks above apply.
+    """
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return
 
     cls = getattr(torch.nn, SIGNATURES[TORCH][kind].class_name)
     try:

@@ -32,6 +32,7 @@ class VerifyRequest:
     atol: float | None = None
     seed: int = 0
     trust_pickle: bool = False
+    select: str | None = None  # the original's state dict, in a torch file that holds several
 
     @property
     def inputs(self) -> list[Path]:
@@ -89,7 +90,7 @@ def verify_files(request: VerifyRequest) -> VerifyResult:
     reference) and prove every pair: convs numerically and bit for bit, the rest bit for bit.
     Every tensor of both files is accounted for: missing, extra and renamed ones fail."""
     user_rules = load_rules(request.rules)
-    with open_checkpoint(request.original, trust_pickle=request.trust_pickle) as original, \
+    with open_checkpoint(request.original, trust_pickle=request.trust_pickle, select=request.select) as original, \
             open_checkpoint(request.converted, trust_pickle=request.trust_pickle) as converted:
         direction = direction_between(original, converted)
         options = PlanOptions(

@@ -184,7 +184,7 @@ def _index(data: bytes, folder: Path) -> None:
 
 
 def _torch_zip(data: bytes, folder: Path) -> None:
-    """The torch-free zip reader; None (torch.load would judge the file) is an accepted outcome."""
+    """The torch-free zip reader: every tensor read, or one line."""
     from convmigrate.formats.torch_zip import read_torch_zip
 
     path = folder / "model.pt"
@@ -194,28 +194,24 @@ def _torch_zip(data: bytes, folder: Path) -> None:
     except ConvmigrateError as error:
         refused_in_one_line(error, folder)
         return
-    if checkpoint is not None:
-        read_everything(checkpoint)
+    read_everything(checkpoint)
 
 
 def _pickle(data: bytes, folder: Path) -> None:
-    """The allow-list unpickler on its own: plain data and tensor records, or NeedsTorch."""
-    from convmigrate.formats.pickle_reader import load_pickle
-    from convmigrate.formats.torch_zip import LEFT_TO_TORCH_LOAD
+    """The inert unpickler on its own: plain data, placeholders and tensor records, or PickleError."""
+    from convmigrate.formats.pickle_reader import PickleError, load_pickle
 
     del folder
     try:
         load_pickle(data)
-    except LEFT_TO_TORCH_LOAD:
-        pass  # what torch_zip catches and hands to torch.load
+    except PickleError:
+        pass  # torch_zip turns it into the one-line error
 
 
 TARGETS: dict[str, Target] = {
     "safetensors": Target("safetensors", safetensors_seeds, _detect_and_read("model.safetensors", "safetensors"), tokens=SAFETENSORS_TOKENS),
     "index": Target("index", index_seeds, _index, tokens=SAFETENSORS_TOKENS),
     "ckpt": Target("ckpt", ckpt_seeds, _detect_and_read("model.ckpt", "ckpt"), tokens=CKPT_TOKENS),
-    # The unpickler's memo is unbounded (a memo index of 10^9 allocates ~10 GB; the runner's
-    # RLIMIT_DATA makes that a MemoryError): the pickle engineer's, issue 12.
-    "torch-zip": Target("torch-zip", torch_zip_seeds, _torch_zip, known=(MemoryError,), tokens=PICKLE_TOKENS),
-    "pickle": Target("pickle", pickle_seeds, _pickle, known=(MemoryError,), tokens=PICKLE_TOKENS),
+    "torch-zip": Target("torch-zip", torch_zip_seeds, _torch_zip, tokens=PICKLE_TOKENS),
+    "pickle": Target("pickle", pickle_seeds, _pickle, tokens=PICKLE_TOKENS),
 }
