@@ -77,7 +77,7 @@ OutputOption = Annotated[
                  "format's extension). A name ending in .index.json writes a sharded model: the index, and its "
                  "shards beside it (out/model.safetensors.index.json -> out/model-00001-of-00004.safetensors, ...; "
                  "model.ckpt.index.json: .ckpt shards). A sharded input without -o gives a sharded output.",
-                 dir_okay=False, show_default=False),
+                 show_default=False),
 ]
 MaxShardSizeOption = Annotated[
     str | None,
@@ -219,10 +219,10 @@ NoHashOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the report (one JSON object) on stdout instead of tables.")]
 ReportOption = Annotated[
     Path | None,
-    typer.Option("--report", help="Also write the report (the object --json prints) to this file.", dir_okay=False),
+    typer.Option("--report", help="Also write the report (the object --json prints) to this file."),
 ]
 JunitOption = Annotated[
-    Path | None, typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).", dir_okay=False)
+    Path | None, typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).")
 ]
 QuietOption = Annotated[
     bool,
