@@ -88,9 +88,10 @@ def test_a_failing_verify_step_fails_and_says_why_everywhere(tmp_path):
     damaged(tmp_path / "model.ckpt", "dilated.weight")
     step = run_step(verify, tmp_path, env)
     assert step.returncode == 1 and step.stdout == ""
-    assert step.stderr.splitlines() == ["error: verification failed for dilated", "  dilated"]
+    assert step.stderr.splitlines() == ["error: verification failed for dilated.weight (layer dilated)",
+                                        "  dilated.weight (layer dilated)"]
     report = json.loads((tmp_path / "reports" / "verify.json").read_text())
-    assert report["ok"] is False and report["exit_code"] == 1 and report["failures"] == ["dilated"]
+    assert report["ok"] is False and report["exit_code"] == 1 and report["failures"] == ["dilated.weight (layer dilated)"]
     suite = ET.parse(tmp_path / "reports" / "verify.xml").getroot()
     failed = [case.get("name") for case in suite if case.find("failure") is not None]
     assert failed == ["dilated"]

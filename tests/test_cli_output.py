@@ -89,8 +89,8 @@ def test_quiet_failure_is_the_error_and_the_failing_names(ms, cli, tmp_path, mon
     result = cli("ms2torch", tmp_path / "net.ckpt", "-o", tmp_path / "bad.pt", "-q")
     assert result.exit_code == 1 and result.stdout == ""
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("error: verification failed for bn.weight, bn.bias")
-    assert lines[1:] == ["  bn.weight", "  bn.bias"]
+    assert lines[0].startswith("error: verification failed for bn.weight (layer bn), bn.bias (layer bn)")
+    assert lines[1:] == ["  bn.weight (layer bn)", "  bn.bias (layer bn)"]
     assert not (tmp_path / "bad.pt").exists()
 
 

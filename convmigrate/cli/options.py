@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from convmigrate.vocab import DEFAULT_FORMAT, Format, Framework, Layout
+from convmigrate.vocab import DEFAULT_FORMAT, FORMATS, Format, Framework, Layout
 
 
 def _format_choices(name: str, framework: Framework) -> type[enum.Enum]:
@@ -49,8 +49,10 @@ MindSporeFormat = _format_choices("MindSporeFormat", Framework.MINDSPORE)
 TorchFormat = _format_choices("TorchFormat", Framework.TORCH)
 
 # -- what a command reads ---------------------------------------------------------------------
+_READABLE = ", ".join(dict.fromkeys(e for spec in FORMATS.values() if spec.reader for e in spec.extensions))
 InputPath = Annotated[
-    Path, typer.Argument(help="A checkpoint: .pt/.pth/.bin, .safetensors (or *.index.json), .ckpt.", show_default=False)
+    Path, typer.Argument(help=f"A checkpoint ({_READABLE}, *.safetensors.index.json); the format is judged by content.",
+                         show_default=False)
 ]
 OriginalPath = Annotated[Path, typer.Argument(help="The checkpoint before migration.", show_default=False)]
 ConvertedPath = Annotated[Path, typer.Argument(help="The migrated checkpoint.", show_default=False)]
