@@ -206,3 +206,26 @@ def test_json_and_report_are_the_same_object_on_every_command(cli, tmp_path):
         assert json.loads((tmp_path / f"{command}.json").read_text()) == document, command
         if command != "layers":  # the layers report is the layers JSON that verify --layers reads
             assert document["command"] == command and document["ok"] is True and document["exit_code"] == 0
+
+
+# -- the help -----------------------------------------------------------------------------------------------
+
+def test_the_command_list_is_one_line_per_command_and_every_command_has_examples():
+    """The top-level help showed verify's docstring line break in the command list."""
+    listing = run_logged("--help", columns=120).stdout
+    panel = listing.split("Commands")[1].splitlines()[1:]
+    rows = [line for line in panel if line.startswith("│")]
+    assert [row.split()[1] for row in rows] == ["inspect", "convert", "torch2ms", "ms2torch", "verify", "layers"]
+    for command in ("inspect", "convert", "torch2ms", "ms2torch", "verify", "layers"):
+        text = run_logged(command, "--help", columns=200).stdout
+        assert f"  convmigrate {command} " in text.split("Examples:")[1], command
+        assert "--json" in text and "--report" in text and "--quiet" in text, command
+
+
+def test_every_choice_lists_its_values():
+    assert "[ckpt|safetensors]" in run_logged("torch2ms", "--help", columns=200).stdout.replace("<", "[").replace(">", "]")
+    assert "[pt|safetensors]" in run_logged("ms2torch", "--help", columns=200).stdout.replace("<", "[").replace(">", "]")
+    convert_help = run_logged("convert", "--help", columns=200).stdout.replace("<", "[").replace(">", "]")
+    assert "[safetensors|ms-safetensors|pt|ckpt]" in convert_help
+    assert "[nn|mint]" in run_logged("torch2ms", "--help", columns=200).stdout.replace("<", "[").replace(">", "]")
+    assert "[ms|torch]" in run_logged("layers", "--help", columns=200).stdout.replace("<", "[").replace(">", "]")
