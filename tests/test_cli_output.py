@@ -215,8 +215,9 @@ def test_the_command_list_is_one_line_per_command_and_every_command_has_examples
     listing = run_logged("--help", columns=120).stdout
     panel = listing.split("Commands")[1].splitlines()[1:]
     rows = [line for line in panel if line.startswith("│")]
-    assert [row.split()[1] for row in rows] == ["inspect", "convert", "torch2ms", "ms2torch", "verify", "layers"]
-    for command in ("inspect", "convert", "torch2ms", "ms2torch", "verify", "layers"):
+    commands = ["inspect", "convert", "torch2ms", "ms2torch", "verify", "layers", "compare"]
+    assert [row.split()[1] for row in rows] == commands
+    for command in commands:
         text = run_logged(command, "--help", columns=200).stdout
         assert f"  convmigrate {command} " in text.split("Examples:")[1], command
         assert "--json" in text and "--report" in text and "--quiet" in text, command
