@@ -77,10 +77,10 @@ def assign(items: Sequence[Item], max_shard_size: str | int | None) -> list[list
 
     Example:
         >>> items = [Item("a", 8, 2, True, "m-2"), Item("b", 4, 1, True, "m-1"), Item("c", 8, 1, True, None)]
-        >>> [[i.name for i in shard] for shard in assign(items, None)]
-        [['b'], ['a', 'c']]
+        >>> [[i.name for i in shard] for shard in assign(items, None)]   # c follows b, the item before it
+        [['b', 'c'], ['a']]
         >>> [[i.name for i in shard] for shard in assign(items, 12)]
-        [['b', 'a'], ['c']]
+        [['b', 'c'], ['a']]
     """
     rank_of = {name: rank for rank, name in enumerate(sorted({i.input_shard for i in items if i.input_shard}))}
     ranked: list[tuple[int, int, Item]] = []
