@@ -3,8 +3,10 @@
 The Python API (convmigrate/api.py) is the CLI's commands as functions:
 
     >>> import convmigrate
-    >>> result = convmigrate.torch2ms("model.pt", "model.ckpt", fold_weight_norm=True)  # doctest: +SKIP
-    >>> convmigrate.verify("model.pt", "model.ckpt").ok                                 # doctest: +SKIP
+    >>> result = convmigrate.torch2ms("fixtures/tiny_tcn.pt", "tiny_tcn.ckpt", fold_weight_norm=True)
+    >>> result.ok, str(result.output), result.plan.counts()["reshape"]
+    (True, 'tiny_tcn.ckpt', 3)
+    >>> convmigrate.verify("fixtures/tiny_tcn.pt", "tiny_tcn.ckpt").ok
     True
 
 Importing convmigrate is light: NumPy and the readers load on the first call. MindSpore is

@@ -8,10 +8,13 @@ bad request or input, `CheckFailedError` for a migration or verification that fa
 
 Example:
     >>> import convmigrate
-    >>> result = convmigrate.torch2ms("fixtures/tiny_tcn.pt", "/tmp/tiny_tcn.ckpt", force=True,
-    ...                               fold_weight_norm=True)                          # doctest: +SKIP
-    >>> result.ok, result.output_format.value                                          # doctest: +SKIP
-    (True, 'ckpt')
+    >>> result = convmigrate.torch2ms("fixtures/tiny_tcn.pt", "tiny.safetensors", fold_weight_norm=True)
+    >>> result.ok, result.output_format.value, result.verification.passed
+    (True, 'ms-safetensors', True)
+    >>> convmigrate.ms2torch("tiny.safetensors", "back.pt").to_json()["plan"]["counts"]["reshape"]
+    4
+    >>> convmigrate.inspect("back.pt").summary["tensor_count"]
+    17
 
 This module imports nothing heavy: NumPy and the readers load on the first call, and torch only
 for what needs it (`model=`, or a .pt that only torch.load can read).
@@ -39,6 +42,8 @@ PathLike = str | Path
 class _Result(Protocol):
     def error(self) -> CheckFailedError | None: ...
 
+    def failures(self) -> list[str]: ...
+
     def to_json(self) -> dict: ...
 
 
@@ -61,8 +66,8 @@ def _finish(result: R, check: bool, report: PathLike | None, junit: PathLike | N
 
     if report is not None:
         write_report(Path(report), result.to_json())
-    if junit is not None and verification is not None:
-        write_junit(Path(junit), verification, suite)
+    if junit is not None:
+        write_junit(Path(junit), verification, suite, result.failures())
     error = result.error()
     if check and error is not None:
         error.result = result

@@ -33,6 +33,9 @@ class Contents:
     def ok(self) -> bool:
         return True  # reading succeeded; a failure raises
 
+    def failures(self) -> list[str]:
+        return []
+
     def error(self) -> None:
         return None
 

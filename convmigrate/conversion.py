@@ -53,6 +53,9 @@ class ConversionResult:
     def ok(self) -> bool:
         return True  # a conversion that returns has written its output; a failure raises
 
+    def failures(self) -> list[str]:
+        return []
+
     def error(self) -> None:
         return None
 

@@ -24,6 +24,8 @@ class Result(Protocol):
     @property
     def ok(self) -> bool: ...
 
+    def failures(self) -> list[str]: ...
+
     def error(self) -> Exception | None: ...
 
     def to_json(self) -> dict: ...
@@ -38,10 +40,21 @@ def write_report(path: Path, document: dict) -> None:
     write_small_file(path, report_text(document))
 
 
-def junit_xml(verification: Verification, suite: str) -> str:
-    """One <testcase> per conv layer plus one for the exact comparison of the other tensors."""
-    failures = len(verification.failures())
-    root = ET.Element("testsuite", name=suite, tests=str(len(verification.layers) + 1), failures=str(failures))
+def junit_xml(verification: Verification | None, suite: str, failures: list[str] = ()) -> str:
+    """One <testcase> per conv layer plus one for the exact comparison of the other tensors.
+
+    Without a verification (the plan failed, a dry run, --no-verify) one "plan" test case says
+    whether the run failed, and which names failed it.
+    """
+    if verification is None:
+        root = ET.Element("testsuite", name=suite, tests="1", failures=str(int(bool(failures))))
+        case = ET.SubElement(root, "testcase", classname=suite, name="plan")
+        if failures:
+            ET.SubElement(case, "failure", message=f"{len(failures)} problem(s) fail this run").text = "\n".join(
+                printable(name) for name in failures)
+        return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    root = ET.Element("testsuite", name=suite, tests=str(len(verification.layers) + 1),
+                      failures=str(len(verification.failures())))
     for check in verification.layers:
         case = ET.SubElement(root, "testcase", classname=suite, name=printable(check.name))
         ET.SubElement(case, "system-out").text = (
@@ -57,5 +70,5 @@ def junit_xml(verification: Verification, suite: str) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(path: Path, verification: Verification, suite: str) -> None:
-    write_small_file(path, junit_xml(verification, suite))
+def write_junit(path: Path, verification: Verification | None, suite: str, failures: list[str] = ()) -> None:
+    write_small_file(path, junit_xml(verification, suite, failures))

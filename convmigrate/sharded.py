@@ -33,7 +33,7 @@ from pathlib import Path
 from convmigrate.entries import Checkpoint, Entry, Extent, TensorEntry
 from convmigrate.errors import ConvmigrateError, UnreadableCheckpointError, UsageError, WriteError
 from convmigrate.formats import checkpoint_writer, open_checkpoint
-from convmigrate.formats.atomic import check_output_path, commit_staged, stage_file, staged_output
+from convmigrate.formats.atomic import check_output_path, commit_staged, stage_file, staged_output, staging_name
 from convmigrate.formats.shards import index_text, parse_size, shard_paths, split_by_size
 from convmigrate.migrate import ProgressFactory, target_entries
 from convmigrate.plan import Op, Plan, Step
@@ -77,10 +77,10 @@ def assign(items: Sequence[Item], max_shard_size: str | int | None) -> list[list
 
     Example:
         >>> items = [Item("a", 8, 2, True, "m-2"), Item("b", 4, 1, True, "m-1"), Item("c", 8, 1, True, None)]
-        >>> [[i.name for i in shard] for shard in assign(items, None)]
-        [['b'], ['a', 'c']]
+        >>> [[i.name for i in shard] for shard in assign(items, None)]   # c follows b, the item before it
+        [['b', 'c'], ['a']]
         >>> [[i.name for i in shard] for shard in assign(items, 12)]
-        [['b', 'a'], ['c']]
+        [['b', 'c'], ['a']]
     """
     rank_of = {name: rank for rank, name in enumerate(sorted({i.input_shard for i in items if i.input_shard}))}
     ranked: list[tuple[int, int, Item]] = []
@@ -333,7 +333,8 @@ class ShardedOutput:
         output = cls(index, paths)
         try:
             for path in paths:
-                output.temps.append(stage_file(path))
+                output.temps.append(staging_name(path))  # named first: discard() finds it whatever interrupts
+                stage_file(path, output.temps[-1])
         except BaseException:
             output.discard()
             raise
@@ -345,7 +346,8 @@ class ShardedOutput:
         import json
 
         text = index_text(weight_map, total_size, total_parameters)
-        self.index_temp = stage_file(self.index)
+        self.index_temp = staging_name(self.index)
+        stage_file(self.index, self.index_temp)
         try:
             def same_index(path: Path) -> None:
                 if json.loads(path.read_text(encoding="utf-8")) != json.loads(text):

@@ -17,6 +17,7 @@ from types import FrameType
 import typer
 
 from convmigrate.cli._output import error_console, text
+from convmigrate.cli._summary import append_summary, error_markdown
 from convmigrate.errors import CheckFailedError, ConvmigrateError
 from convmigrate.reports import Result
 
@@ -65,11 +66,12 @@ def error_line(message: object) -> None:
 
 
 @contextlib.contextmanager
-def reported_errors(debug: bool, quiet: bool = False) -> Iterator[None]:
+def reported_errors(debug: bool, quiet: bool = False, summary: str | None = None) -> Iterator[None]:
     """Run a command body; show its errors as one line on stderr and exit with their code.
 
     A failed check (exit 1) that carries its result is followed, under --quiet, by the failing
-    names, one per line: the tables that name them are not printed then.
+    names, one per line: the tables that name them are not printed then. `summary` (the command's
+    name) adds any other error to the GitHub step summary (a failed check has added its result).
     """
     try:
         with _signals_unwind():
@@ -82,6 +84,8 @@ def reported_errors(debug: bool, quiet: bool = False) -> Iterator[None]:
         if quiet and result is not None:
             for name in result.failures():
                 error_console.print(text(f"  {name}"), soft_wrap=True)
+        if summary is not None and result is None:
+            append_summary(error_markdown(summary, str(exc)))
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         error_console.print("interrupted; no output was written")
@@ -95,5 +99,8 @@ def reported_errors(debug: bool, quiet: bool = False) -> Iterator[None]:
         if debug:
             error_console.print_exception()
             raise typer.Exit(code=2) from None
-        error_line(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        message = f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for a traceback)"
+        error_line(message)
+        if summary is not None:
+            append_summary(error_markdown(summary, message))
         raise typer.Exit(code=2) from None

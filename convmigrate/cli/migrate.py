@@ -167,7 +167,7 @@ def torch2ms_command(
       convmigrate torch2ms big.pt -o ms/model.ckpt.index.json --max-shard-size 2GB   # .ckpt shards
     """
     out = Output(as_json, quiet)
-    with reported_errors(debug, quiet):
+    with reported_errors(debug, quiet, summary="torch2ms"):
         show_migration(api.torch2ms(
             input_path, output, format=output_format, layout=layout, reference=reference, rules=rules,
             conv1d=conv1d or (), exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras,
@@ -223,7 +223,7 @@ def ms2torch_command(
       convmigrate ms2torch ms/model.safetensors.index.json -o pt/model.safetensors.index.json
     """
     out = Output(as_json, quiet)
-    with reported_errors(debug, quiet):
+    with reported_errors(debug, quiet, summary="ms2torch"):
         show_migration(api.ms2torch(
             input_path, output, format=output_format, reference=reference, rules=rules, conv1d=conv1d or (),
             exclude=exclude or (), fold_weight_norm=fold_weight_norm, keep_extras=keep_extras, model=model, strict=strict,

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from convmigrate.vocab import DEFAULT_FORMAT, Format, Framework, Layout
+from convmigrate.vocab import DEFAULT_FORMAT, FORMATS, Format, Framework, Layout
 
 
 def _format_choices(name: str, framework: Framework) -> type[enum.Enum]:
@@ -49,8 +49,10 @@ MindSporeFormat = _format_choices("MindSporeFormat", Framework.MINDSPORE)
 TorchFormat = _format_choices("TorchFormat", Framework.TORCH)
 
 # -- what a command reads ---------------------------------------------------------------------
+_READABLE = ", ".join(dict.fromkeys(e for spec in FORMATS.values() if spec.reader for e in spec.extensions))
 InputPath = Annotated[
-    Path, typer.Argument(help="A checkpoint: .pt/.pth/.bin, .safetensors (or *.index.json), .ckpt.", show_default=False)
+    Path, typer.Argument(help=f"A checkpoint ({_READABLE}, *.safetensors.index.json); the format is judged by content.",
+                         show_default=False)
 ]
 OriginalPath = Annotated[Path, typer.Argument(help="The checkpoint before migration.", show_default=False)]
 ConvertedPath = Annotated[Path, typer.Argument(help="The migrated checkpoint.", show_default=False)]
@@ -90,7 +92,7 @@ OutputOption = Annotated[
                  "format's extension). A name ending in .index.json writes a sharded model: the index, and its "
                  "shards beside it (out/model.safetensors.index.json -> out/model-00001-of-00004.safetensors, ...; "
                  "model.ckpt.index.json: .ckpt shards). A sharded input without -o gives a sharded output.",
-                 dir_okay=False, show_default=False),
+                 show_default=False),
 ]
 MaxShardSizeOption = Annotated[
     str | None,
@@ -232,10 +234,10 @@ NoHashOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the report (one JSON object) on stdout instead of tables.")]
 ReportOption = Annotated[
     Path | None,
-    typer.Option("--report", help="Also write the report (the object --json prints) to this file.", dir_okay=False),
+    typer.Option("--report", help="Also write the report (the object --json prints) to this file."),
 ]
 JunitOption = Annotated[
-    Path | None, typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).", dir_okay=False)
+    Path | None, typer.Option("--junit", help="Write one JUnit test case per layer (CI dashboards).")
 ]
 QuietOption = Annotated[
     bool,

@@ -58,7 +58,7 @@ def verify_command(
       convmigrate verify model.pt model.ckpt --json > verify.json
     """
     out = Output(as_json, quiet)
-    with reported_errors(debug, quiet):
+    with reported_errors(debug, quiet, summary="verify"):
         result = api.verify(original, converted, layers=layers, rules=rules, conv1d=conv1d or (),
                             exclude=exclude or (), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle, select=select,
                             report=report, junit=junit, check=False)

@@ -6,8 +6,10 @@ recognises each format is a row of `vocab.FORMATS`. This package knows nothing o
 names, layouts or rules: it moves named tensors, bit-exactly.
 
 Example:
-    >>> with open_checkpoint(Path("model.pt")) as checkpoint:          # doctest: +SKIP
-    ...     write_checkpoint(Path("model.ckpt"), checkpoint.entries, Format.CKPT)
+    >>> with open_checkpoint(Path("fixtures/tiny_tcn.pt")) as checkpoint:
+    ...     write_checkpoint(Path("tiny_tcn.safetensors"), checkpoint.entries, Format.SAFETENSORS)
+    >>> open_checkpoint(Path("tiny_tcn.safetensors")).format
+    <Format.SAFETENSORS: 'safetensors'>
 """
 
 from __future__ import annotations

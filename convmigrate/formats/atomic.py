@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 import tempfile
 import threading
@@ -158,16 +159,27 @@ class _Writeback:
             raise self.error
 
 
-def stage_file(output: Path) -> Path:
-    """An empty temporary file beside `output` (mode 0600) for `staged_output` to fill and
-    `commit_staged` to rename: a sharded output stages every shard before any takes its name."""
+def staging_name(output: Path) -> Path:
+    """A fresh temporary name beside `output`, for `stage_file`: chosen before the file exists, so
+    that a caller holding the name can delete the file whatever interrupts it (a signal included)."""
     output = Path(output)
+    return output.parent / f".{output.name}.{secrets.token_hex(6)}.partial"
+
+
+def stage_file(output: Path, temp: Path | None = None) -> Path:
+    """An empty temporary file beside `output` (mode 0600) for `staged_output` to fill and
+    `commit_staged` to rename: a sharded output stages every shard before any takes its name.
+    `temp` is its name if the caller chose it (`staging_name`), to delete it on any failure."""
+    output = Path(output)
+    temp = staging_name(output) if temp is None else temp
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
     except OSError as exc:
         raise WriteError(f"{output}: cannot create a file in {output.parent} ({exc.strerror})") from exc
-    os.close(handle)
-    return Path(temp_name)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
 
 
 @contextlib.contextmanager
@@ -222,9 +234,10 @@ def atomic_output(
     the page cache when the name changes, as with cp or torch.save.
     """
     output = Path(output)
-    temp = stage_file(output)
+    temp = staging_name(output)  # known before the file exists: an exception anywhere below finds it
     verdicts: list[bool] = []
     try:
+        stage_file(output, temp)
         with staged_output(temp, (lambda path: verdicts.append(check(path))) if check else None, durable) as stream:
             yield stream
         if verdicts and not verdicts[0]:

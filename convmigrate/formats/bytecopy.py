@@ -84,8 +84,14 @@ class TensorBytesWriter:
     """Appends tensor bytes to `stream`: kernel copies for file-backed ranges, writes otherwise.
 
     Example:
-        >>> out = TensorBytesWriter(stream)                                 # doctest: +SKIP
-        >>> crc = out.write_entry(entry, crc=0)
+        >>> import io, zlib
+        >>> import numpy as np
+        >>> from convmigrate.entries import TensorEntry
+        >>> stream = io.BytesIO()
+        >>> out = TensorBytesWriter(stream)
+        >>> crc = out.write_entry(TensorEntry.from_array("w", np.arange(4, dtype=np.uint8)), crc=0)
+        >>> stream.getvalue() == bytes(range(4)), crc == zlib.crc32(bytes(range(4)))
+        (True, True)
     """
 
     def __init__(self, stream: BinaryIO) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from convmigrate.errors import UsageError
-from convmigrate.vocab import DEFAULT_FORMAT, Format, Framework
+from convmigrate.vocab import DEFAULT_FORMAT, FORMATS, Format, Framework
 
-# Suffixes stripped from an input name to make the default output name (longest first).
-_INPUT_SUFFIXES = (".safetensors.index.json", ".safetensors", ".ckpt", ".pth", ".pt", ".bin")
+# Suffixes stripped from an input name to make the default output name (longest first): every
+# format's extensions, and a sharded safetensors index.
+_INPUT_SUFFIXES = tuple(sorted({".safetensors.index.json", *(e for spec in FORMATS.values() for e in spec.extensions)},
+                               key=len, reverse=True))
 
 
 def _writable(framework: Framework | None) -> list[Format]:

@@ -88,7 +88,8 @@ def module_layers(model: Any) -> list[tuple[str, LayerKind, dict[str, Any]]]:
     """(qualified name, kind, complete torch kwargs) for each translatable module of `model`.
 
     Example:
-        >>> module_layers(torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3)))  # doctest: +SKIP
+        >>> import torch
+        >>> module_layers(torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3)))
         [('0', <LayerKind.CONV1D: 'Conv1d'>, {'in_channels': 2, ...})]
     """
     import torch

@@ -140,7 +140,9 @@ def write_layers_json(path: Path | str, specs: list[LayerSpec]) -> Path:
     """Write `{"layers": [...]}` to `path` atomically (no partial file on failure).
 
     Example:
-        >>> write_layers_json("model.layers.json", specs)  # doctest: +SKIP
+        >>> from convmigrate.layers import translate_source
+        >>> write_layers_json("conv.layers.json", translate_source("torch.nn.Conv1d(2, 4, 3)"))
+        PosixPath('conv.layers.json')
     """
     path = Path(path)
     text = json.dumps(layers_document(specs), indent=2) + "\n"

@@ -103,7 +103,10 @@ def verify_spec(spec: LayerSpec, seed: int = 0) -> LayerSpec:
     """Run source and translation with the bundled conv; set spec.verified or raise.
 
     Example:
-        >>> verify_spec(spec).verified < 1e-5  # doctest: +SKIP
+        >>> from convmigrate.layers import translate_kwargs
+        >>> spec = translate_kwargs(LayerKind.CONV1D, Framework.TORCH, {"in_channels": 2, "out_channels": 4,
+        ...                                                             "kernel_size": 3, "padding": 1})
+        >>> verify_spec(spec).verified < 1e-5
         True
     """
     if not spec.kind.is_conv:
