@@ -3,6 +3,7 @@
     python bench/make_checkpoint.py OUT.pt --gb 1          # one model of ~1 GB
     python bench/make_checkpoint.py OUT.pt --small 10000   # 10 000 small tensors
     python bench/make_checkpoint.py OUT.pt --gb 2.3 --giant-mib 700   # one 700 MiB Conv1d among the blocks
+    python bench/make_checkpoint.py DIR --gb 4 --shards 4  # DIR/model.safetensors.index.json + 4 shards
 
 The model is a stack of blocks shaped like a speech encoder / vocoder stage (512 channels):
 
@@ -21,7 +22,10 @@ front end, shaped (C, C, 11) with C a multiple of 64), and the blocks fill the r
     giant.conv.bias               (C,)
 
 Each tensor is drawn straight into a NumPy array and wrapped with torch.from_numpy (no second
-copy), then torch.save writes the state dict: the file is what PyTorch itself writes.
+copy), then torch.save writes the state dict: the file is what PyTorch itself writes. With
+--shards, the blocks are cut into that many equal shards, each written by the safetensors
+library (`safetensors.torch.save_file`, one shard in memory at a time), with the index as
+transformers writes it.
 """
 
 from __future__ import annotations
@@ -79,8 +83,16 @@ def model_state(gb: float, seed: int = 0, giant_mib: float = 0) -> OrderedDict:
         state["giant.conv.weight"] = torch.from_numpy(rng.standard_normal((c, c, GIANT_KERNEL), dtype=np.float32))
         state["giant.conv.bias"] = torch.from_numpy(rng.standard_normal((c,), dtype=np.float32))
         giant_bytes = 4 * c * (c * GIANT_KERNEL + 1)
-    blocks = max(1, round((gb * 2**30 - giant_bytes) / BLOCK_BYTES))
-    for index in range(blocks):
+    state.update(model_blocks(range(max(1, round((gb * 2**30 - giant_bytes) / BLOCK_BYTES))), rng))
+    return state
+
+
+def model_blocks(blocks: range, rng: np.random.Generator) -> OrderedDict:
+    """The state of these blocks of the model."""
+    import torch
+
+    state: OrderedDict = OrderedDict()
+    for index in blocks:
         for name, shape in block_shapes(index):
             state[name] = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
             if name.endswith("running_var"):
@@ -101,6 +113,28 @@ def small_state(count: int, seed: int = 0) -> OrderedDict:
     return state
 
 
+def write_shards(folder: Path, gb: float, count: int) -> int:
+    """`count` safetensors shards of about gb / count GiB each and their index; their total bytes."""
+    import json
+
+    from safetensors.torch import save_file
+
+    blocks = max(count, round(gb * 2**30 / BLOCK_BYTES))
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map: dict[str, str] = {}
+    total = 0
+    for shard in range(count):
+        name = f"model-{shard + 1:05d}-of-{count:05d}.safetensors"
+        state = model_blocks(range(shard * blocks // count, (shard + 1) * blocks // count), np.random.default_rng(shard))
+        save_file(state, folder / name, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(state, name))
+        total += sum(t.nbytes for t in state.values())
+        del state
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
 def write(path: Path, state: OrderedDict) -> int:
     import torch
 
@@ -115,7 +149,12 @@ def main() -> None:
     group.add_argument("--gb", type=float, help="approximate size in GiB")
     group.add_argument("--small", type=int, help="number of small tensors")
     parser.add_argument("--giant-mib", type=float, default=0, help="with --gb: one Conv1d weight of about this size")
+    parser.add_argument("--shards", type=int, default=0, help="with --gb: OUTPUT is a folder of this many safetensors shards")
     args = parser.parse_args()
+    if args.shards:
+        size = write_shards(args.output, args.gb, args.shards)
+        print(f"{args.output}: {args.shards} shards, {size / 2**20:.1f} MiB")
+        return
     state = model_state(args.gb, giant_mib=args.giant_mib) if args.gb is not None else small_state(args.small)
     size = write(args.output, state)
     print(f"{args.output}: {len(state)} entries, {size / 2**20:.1f} MiB")

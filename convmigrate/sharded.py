@@ -282,30 +282,35 @@ def _start_method() -> str:
     return "fork" if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def run_jobs(settings: JobSettings, jobs: Sequence[ShardJob], workers: int,
-             on_bytes: Callable[[int], None]) -> list[ShardOutcome]:
-    """Every shard job, on `workers` processes (in this one when 1 or a single shard)."""
+def run_jobs(settings: JobSettings, jobs: Sequence[ShardJob], workers: int, total: int,
+             progress: ProgressFactory) -> list[ShardOutcome]:
+    """Every shard job, on `workers` processes (in this one when 1 or a single shard); progress
+    over `total` bytes."""
     if workers < 1:
         raise UsageError(f"--jobs {workers}: give at least 1")
     if workers == 1 or len(jobs) <= 1:
-        return [write_shard(settings, job, on_bytes) for job in jobs]
+        with progress(total) as on_bytes:
+            return [write_shard(settings, job, on_bytes) for job in jobs]
     context = multiprocessing.get_context(_start_method())
     counter = context.Value("q", 0)
     reported = 0
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
                              initargs=(counter,)) as pool:
+        # Submitted (and, with fork, the workers forked) before the progress bar starts its thread:
+        # a fork copies locks held by other threads, and a worker must never wait on one.
         futures: list[Future] = [pool.submit(write_shard, settings, job) for job in jobs]
         pending = set(futures)
         try:
-            while pending:
-                done, pending = wait(pending, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
-                written = counter.value
-                if written > reported:
-                    on_bytes(written - reported)
-                    reported = written
-                for future in done:
-                    if future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
+            with progress(total) as on_bytes:
+                while pending:
+                    done, pending = wait(pending, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+                    written = counter.value
+                    if written > reported:
+                        on_bytes(written - reported)
+                        reported = written
+                    for future in done:
+                        if future.exception() is not None:
+                            raise future.exception()  # type: ignore[misc]
         except BrokenProcessPool:
             pool.shutdown(cancel_futures=True)
             raise WriteError("a shard job ended without a word (killed, or out of memory?); nothing was written") from None
@@ -445,8 +450,7 @@ def write_sharded(
                                    [item.step for item in group if item.step] if steps is not None else None,
                                    {s: planned[s] for s in read if s in planned}))
     try:
-        with progress(sum(item.nbytes for item in items)) as on_bytes:
-            outcomes = run_jobs(settings, shard_jobs, jobs or default_jobs(), on_bytes)
+        outcomes = run_jobs(settings, shard_jobs, jobs or default_jobs(), sum(item.nbytes for item in items), progress)
     except BaseException:
         output.discard()
         raise

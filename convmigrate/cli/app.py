@@ -8,6 +8,7 @@ import typer
 
 from convmigrate import __version__
 from convmigrate.cli import compare, convert, inspect, layers, migrate, verify
+from convmigrate.cli._malloc import keep_freed_buffers
 
 app = typer.Typer(
     name="convmigrate",
@@ -51,4 +52,5 @@ for name, (function, summary) in COMMANDS.items():
 
 
 def main() -> None:
+    keep_freed_buffers()
     app()
