@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
-from convmigrate.errors import UnreadableCheckpointError, UsageError
+from convmigrate.errors import UnreadableCheckpointError, UsageError, WriteError
 from convmigrate.formats.bytecopy import TensorBytesWriter
 from convmigrate.formats.input_file import InputFile, open_input
 from convmigrate.limits import (
@@ -378,6 +378,12 @@ def safetensors_header(tensors: Sequence[TensorEntry], metadata: dict[str, str])
     for tensor in tensors:
         if tensor.name in header:
             raise UsageError(f"tensor name {tensor.name!r} appears twice; safetensors names must be unique")
+        if not tensor.name.isascii():
+            try:
+                tensor.name.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate, read from a pickle
+                raise WriteError(f"{tensor.name!r}: the name is not valid Unicode ({exc.reason}); safetensors "
+                                 "cannot hold it: write a .pt") from exc
         header[tensor.name] = {"dtype": tensor.dtype.safetensors, "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
         offset += tensor.nbytes
     text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
