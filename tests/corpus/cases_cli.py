@@ -33,8 +33,8 @@ def safetensors_osc_sequences(folder: Path) -> Path:
     return safetensors(folder / "osc.safetensors", header, b"\0" * 8)
 
 
-@register("12.11", "a safetensors name with a lone surrogate, its data range too short",
-          r"tensor 'w\\ud800\.weight'")
+@register("12.11", "a safetensors name with a lone surrogate (not Unicode: refused, as the safetensors library does)",
+          r"a string holds a lone UTF-16 surrogate escape \(\\ud800-\\udfff\), which is not Unicode")
 def safetensors_lone_surrogate(folder: Path) -> Path:
     header = {"w\ud800.weight": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}
     return safetensors(folder / "surrogate.safetensors", header, b"\0" * 8)
