@@ -75,9 +75,9 @@ class InputFile:
     place inside the tar as `file.window(member_offset, member_size)`.
 
     Example:
-        >>> with open_input(Path("model.safetensors")) as file:             # doctest: +SKIP
-        ...     header_length = file.read_at(0, 8)
-        ...     source = file.spans([(1024, 4096)])  # a TensorEntry's bytes
+        >>> with open_input(Path("fixtures/tiny_tcn.pt")) as file:
+        ...     file.read_at(0, 4), file.window(2, 6).read_at(0, 2)
+        (b'PK\\x03\\x04', b'\\x03\\x04')
     """
 
     def __init__(self, path: Path, descriptor: _Descriptor, identity: Identity, base: int = 0, size: int | None = None) -> None:

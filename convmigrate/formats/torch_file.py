@@ -47,8 +47,9 @@ def read_torch(path: Path, *, trust_pickle: bool = False, select: str | None = N
             "model.ema"); None: the automatic choice, noted.
 
     Example:
-        >>> with read_torch(Path("model.pt"), select="discriminator") as ckpt:  # doctest: +SKIP
-        ...     print(ckpt.notes)
+        >>> with read_torch(Path("fixtures/tiny_tcn.pt")) as ckpt:
+        ...     [(t.name, t.shape) for t in ckpt.tensors()][:2]
+        [('stem.weight', (8, 2, 3)), ('stem.bias', (8,))]
     """
     path = Path(path)
     with open(path, "rb") as stream:  # a zip by its first bytes, even when its directory is damaged

@@ -13,8 +13,9 @@ non-contiguous, offset into, or shares a bigger storage gives only its own eleme
 when asked for: zero-copy for contiguous tensors. Zip files are memory-mapped by torch.
 
 Example:
-    >>> with read_torch_load(Path("model.pt")) as ckpt:                    # doctest: +SKIP
-    ...     print(ckpt.notes)
+    >>> with read_torch_load(Path("fixtures/tiny_tcn.pt")) as ckpt:
+    ...     ckpt.tensors()[0].name, ckpt.tensors()[0].array().shape
+    ('stem.weight', (8, 2, 3))
 """
 
 from __future__ import annotations

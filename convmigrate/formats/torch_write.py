@@ -29,9 +29,13 @@ have no legacy storage class, so, as torch does, they use `_rebuild_tensor_v3` w
 themselves. The `metadata` argument is ignored: torch.save files have no place for it.
 
 Example:
-    >>> with open_checkpoint(Path("model.ckpt")) as ckpt:                  # doctest: +SKIP
-    ...     with open("model.pt", "wb") as stream:
-    ...         write_torch(stream, ckpt.entries, metadata={})
+    >>> from pathlib import Path
+    >>> from convmigrate.formats.torch_file import read_torch
+    >>> with read_torch(Path("fixtures/tiny_tcn.pt")) as ckpt, open("copy.pt", "wb") as stream:
+    ...     write_torch(stream, ckpt.entries, metadata={})
+    >>> with read_torch(Path("copy.pt")) as copy:
+    ...     len(copy.tensors()), copy.tensors()[0].name
+    (18, 'stem.weight')
 """
 
 from __future__ import annotations
@@ -193,9 +197,13 @@ def write_torch(
         on_bytes: called with the size of every tensor chunk written (progress).
 
     Example:
-        >>> with open("model.pt", "wb") as stream:                          # doctest: +SKIP
+        >>> import numpy, torch
+        >>> array = numpy.arange(6, dtype=numpy.float32).reshape(2, 3)
+        >>> with open("model.pt", "wb") as stream:
         ...     write_torch(stream, [TensorEntry.from_array("w", array)], metadata={})
-        >>> torch.load("model.pt", weights_only=True, mmap=True)["w"]       # doctest: +SKIP
+        >>> torch.load("model.pt", weights_only=True, mmap=True)["w"]
+        tensor([[0., 1., 2.],
+                [3., 4., 5.]])
     """
     del metadata
     zip_writer = _TorchZipWriter(stream)
