@@ -115,3 +115,22 @@ def test_the_summary_escapes_names_and_reports_errors(tmp_path):
     row = next(line for line in summary.splitlines() if "forged" in line)
     assert row.startswith("| ``a\\|b`c\\n### forged heading <img src=x>`` |")
     assert "### convmigrate verify: ❌ error" in summary and "missing.ckpt" in summary
+
+
+def test_ms2torch_appends_its_section_and_a_failing_plan_lists_its_problems(tmp_path):
+    env = job_folder(tmp_path)
+    convert, _ = workflow_commands()
+    assert run_step(convert, tmp_path, env).returncode == 0
+    assert run_step("convmigrate ms2torch model.ckpt -o back.pt -q", tmp_path, env).returncode == 0
+    ms_state = {"conv.weight": np.ones((8, 4, 1, 3), np.float32), "emb.embedding_table": np.ones((10, 4), np.float32)}
+    write_checkpoint(tmp_path / "guess.ckpt", [TensorEntry.from_array(k, v) for k, v in ms_state.items()],
+                     convmigrate.vocab.Format.CKPT)
+    step = run_step("convmigrate ms2torch guess.ckpt --strict -q", tmp_path, env)
+    assert step.returncode == 1 and step.stdout == ""
+    sections = (tmp_path / "summary.md").read_text().split("### convmigrate ")
+    assert [s.split("\n")[0] for s in sections[1:]] == ["torch2ms: ✅ passed", "ms2torch: ✅ passed",
+                                                       "ms2torch: ❌ failed"]
+    assert "| `wn` | Conv1d |" in sections[2]  # the per-layer table of the way back
+    failed = sections[3]
+    assert "**not written**" in failed and "**Problems**" in failed
+    assert "- ❌ warning `guess` `conv.weight`: " in failed

@@ -213,6 +213,7 @@ def test_json_and_report_are_the_same_object_on_every_command(cli, tmp_path):
     assert cli("torch2ms", tmp_path / "net.pt", "-o", tmp_path / "net.ckpt", "-q").exit_code == 0
     runs = {
         "torch2ms": ("torch2ms", tmp_path / "net.pt", "-o", tmp_path / "a.ckpt", "--force"),
+        "ms2torch": ("ms2torch", tmp_path / "net.ckpt", "-o", tmp_path / "b.pt"),
         "verify": ("verify", tmp_path / "net.pt", tmp_path / "net.ckpt"),
         "convert": ("convert", tmp_path / "net.pt", "-o", tmp_path / "c.safetensors", "--force"),
         "inspect": ("inspect", tmp_path / "net.pt"),

@@ -117,3 +117,13 @@ def test_the_report_example_has_a_real_reports_keys(real_report):
     assert documented["plan"]["steps"][0] == real_report["plan"]["steps"][0]
     assert documented["plan"]["counts"] == real_report["plan"]["counts"]
     assert list(documented["verification"]["layers"][0]) == list(real_report["verification"]["layers"][0])
+
+
+def test_where_things_go_names_every_module_and_package():
+    """The module map stays the map: each top-level module and package of convmigrate has its line."""
+    tree = section("Where things go")
+    package = REPO / "convmigrate"
+    names = {p.name if p.is_dir() else p.stem for p in package.iterdir()
+             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__main__")}
+    shown = {name for name in names if re.search(rf"(^|[ ,]){name}(\.py|/)", tree, re.M)}
+    assert shown == names, sorted(names - shown)
