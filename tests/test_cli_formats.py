@@ -131,3 +131,21 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and "notes.txt" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_detection_asks_in_the_order_of_format_whatever_the_order_of_the_rows(tmp_path, monkeypatch):
+    """vocab says detection follows `Format` (safetensors before torch); a new FORMATS row appended
+    at the end must not change that (it did: detection walked the rows)."""
+    from safetensors.numpy import save_file
+
+    from convmigrate.formats import detect
+    from convmigrate.vocab import FORMATS, Format
+
+    path = tmp_path / "m.safetensors"  # a header of 0x180 bytes: the file's first byte is pickle's 0x80
+    save_file({"w": np.ones(2, np.float32)}, str(path), metadata={"pad": ""})
+    unpadded = len(path.read_bytes()[8:].split(b"}}")[0]) + 2
+    save_file({"w": np.ones(2, np.float32)}, str(path), metadata={"pad": "x" * (0x180 - unpadded)})
+    assert path.read_bytes()[:1] == b"\x80"
+    assert detect.detect_format(path) is Format.SAFETENSORS
+    monkeypatch.setattr(detect, "FORMATS", dict(reversed(FORMATS.items())))
+    assert detect.detect_format(path) is Format.SAFETENSORS

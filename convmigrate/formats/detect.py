@@ -57,8 +57,9 @@ def detect_format(path: Path) -> Format:
     head = _read_head(path)
     if not head:
         raise UnreadableCheckpointError(path, "is empty (0 bytes); it holds no checkpoint")
-    for fmt, spec in FORMATS.items():
-        if spec.sniffer is not None and load(spec.sniffer)(path, head):
+    for fmt in Format:  # in the order of `Format` (as vocab says), not of the FORMATS rows
+        sniffer = FORMATS[fmt].sniffer
+        if sniffer is not None and load(sniffer)(path, head):
             return fmt
     known = ", ".join(spec.label for spec in FORMATS.values() if spec.sniffer is not None)
     raise UnreadableCheckpointError(path, f"is not a checkpoint convmigrate knows ({known})")
