@@ -49,7 +49,7 @@ def run(command: str, folder: Path, env: dict[str, str]) -> subprocess.Completed
 def test_the_first_command_migrates_the_fixture_and_says_what_it_did(tmp_path):
     """The README's first command (after installing): the plan's reasons, no negative counts
     (issue 11, case 6), whole names in a 160-column log (case 8), the verification."""
-    first = blocks("bash")[0].splitlines()[1]
+    [first] = [line for line in blocks("bash")[0].splitlines() if " torch2ms " in line and not line.startswith("#")]
     command = first.split(" && ")[-1]
     assert command.startswith("convmigrate torch2ms fixtures/tiny_tcn.pt")
     shutil.copytree(REPO / "fixtures", tmp_path / "fixtures")
