@@ -4,6 +4,9 @@
     python bench/bench_numerics.py --quick      # a few shapes, 3 rounds
     python bench/bench_numerics.py --only dac   # shapes whose name contains "dac"
     python bench/bench_numerics.py --threads 2  # one thread setting only (2 threads each)
+    python bench/bench_numerics.py --threads 1 --cpu-time  # CPU time: ratios that hold on a busy machine
+    python bench/bench_numerics.py --calibrate  # fit the cost model's prices (convmigrate/numerics/_plan.py)
+    python bench/bench_numerics.py --calibrate --threads 2  # the prices at two threads
 
 The shapes are layers of real speech, audio and time-series models (each row is named after its
 architecture and layer), at batch sizes 1 to 8 and lengths up to 44.1k samples: dense, strided,
@@ -205,25 +208,36 @@ def _mindspore_calls(shape: Shape, x, w, xt, wt):
     return (lambda: F.conv1d(F.pad(xt, (left, right)), wt, **torch_hyper)), (lambda: ms_conv1d(x, w4, **hyper))
 
 
+def pads(shape: Shape) -> tuple[int, int]:
+    """(left, right) zeros a forward shape's padding adds."""
+    if shape.mindspore:
+        return mindspore_same_padding(shape.length, shape.taps, shape.stride, shape.dilation)
+    if shape.padding == "same":
+        return torch_same_padding(shape.taps, shape.dilation)
+    return int(shape.padding), int(shape.padding)
+
+
 def kernel(shape: Shape) -> str:
     """The strategy convmigrate.numerics picks for this layer (_plan.choose), or col2im."""
     if shape.transposed:
         return "col2im"
-    if shape.mindspore:
-        left, right = mindspore_same_padding(shape.length, shape.taps, shape.stride, shape.dilation)
-    elif shape.padding == "same":
-        left, right = torch_same_padding(shape.taps, shape.dilation)
-    else:
-        left = right = int(shape.padding)
+    left, right = pads(shape)
     conv = ConvShape(shape.batch, shape.c_in, shape.c_out, shape.groups, shape.taps, shape.stride, shape.dilation,
                      shape.length + left + right)
     return _plan.choose(conv).name
 
 
+# Wall time by default. --cpu-time (one thread only) times the calling thread's CPU time instead:
+# with one thread torch, BLAS and convmigrate all compute on the calling thread, so the ratio
+# holds on a machine that other work keeps busy (wall time there charges each side for the
+# time it waited for a core; torch's OpenMP threads wait at every barrier).
+CLOCK = time.perf_counter
+
+
 def seconds(call) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     call()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def measure(shape: Shape, rounds: int, pause: float) -> tuple[list[float], list[float]]:
@@ -270,7 +284,8 @@ def run_table(shapes: list[Shape], rounds: int, pause: float, title: str) -> Non
     """Time every shape in this process (one thread setting) and print its table."""
     load_before = os.getloadavg()
     print(f"\n## {title}: torch {torch.get_num_threads()} threads, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}\n")
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+          f"{'CPU time of the calling thread' if CLOCK is time.thread_time else 'wall time'}\n")
     print(f"| {'shape':38} | {'torch ms':>9} | {'ours ms':>9} | {'ratio':>6} | {'best ratio':>10} | kernel |")
     print(f"|{'-' * 40}|{'-' * 11}|{'-' * 11}|{'-' * 8}|{'-' * 12}|---|")
     ratios, best_ratios = [], []
@@ -299,6 +314,73 @@ def run_table(shapes: list[Shape], rounds: int, pause: float, title: str) -> Non
 SETTINGS = {"single": ("single call", 2), "verify": ("verification (each check on one core)", 1)}
 
 
+def padded_input(shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, ConvShape]:
+    """The padded input and the weight of a forward shape, as the kernels receive them."""
+    left, right = pads(shape)
+    x = rng.standard_normal((shape.batch, shape.c_in, shape.length + left + right), dtype=np.float32)
+    w = rng.standard_normal((shape.c_out, shape.c_in // shape.groups, shape.taps), dtype=np.float32)
+    return x, w, ConvShape.of(x, w, shape.stride, shape.dilation, shape.groups)
+
+
+def calibrate(shapes: list[Shape], rounds: int, threads: int) -> None:
+    """Time every applicable strategy on every forward shape at `threads` threads (one thread: CPU
+    time; more: wall time after a pause; the fastest of `rounds`) and print the prices whose picks
+    come closest to the fastest strategies."""
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    rng = np.random.default_rng(0)
+    measured: list[dict[str, float]] = []  # per shape: strategy -> seconds
+    works: list[dict[str, dict[str, float]]] = []
+    for shape in shapes:
+        if shape.transposed:
+            continue
+        x, w, conv = padded_input(shape, rng)
+        candidates = [s for s in _plan.FORWARD if s.applies(conv) and math.isfinite(s.cost(conv))]
+        # of a family of variants (FFT sizes, banded block sizes) the three the current prices like best
+        families: dict[str, list] = {}
+        for s in sorted(candidates, key=lambda s: s.cost(conv)):
+            families.setdefault(s.name.split(",")[0] if "=" in s.name else s.name, []).append(s)
+        chosen = [s for family in families.values() for s in family[:3]]
+        times = {s.name: math.inf for s in chosen}
+        for _ in range(rounds):
+            for s in chosen:
+                if threads > 1:
+                    time.sleep(0.1)  # BLAS's idle threads spin a while after a call
+                start = clock()
+                s.kernel(x, w, conv)
+                times[s.name] = min(times[s.name], clock() - start)
+        measured.append(times)
+        works.append({s.name: s.work(conv) for s in chosen})
+        print(f"{shape.name:38} " + "  ".join(f"{name}: {t * 1e3:.2f} ms" for name, t in sorted(times.items(), key=lambda kv: kv[1])),
+              flush=True)
+
+    def slowdown(table: dict[str, float]) -> float:
+        """Geometric mean over the shapes of (time of the strategy the prices pick) / (fastest time)."""
+        total = 0.0
+        for times, work in zip(measured, works):
+            pick = min(work, key=lambda name: sum(table[r] * v for r, v in (work[name] or {}).items()))
+            total += math.log(times[pick] / min(times.values()))
+        return math.exp(total / len(measured))
+
+    # What matters is the pick, not the predicted seconds: starting from the current prices, scale
+    # one price at a time while that lowers the geometric-mean slowdown of the picks.
+    current = _plan.prices(threads)
+    fitted = dict(current)
+    improved = True
+    while improved:
+        improved = False
+        for resource in fitted:
+            for factor in (0.25, 0.5, 0.8, 1.25, 2.0, 4.0):
+                trial = {**fitted, resource: fitted[resource] * factor}
+                if slowdown(trial) < slowdown(fitted) - 1e-4:
+                    fitted, improved = trial, True
+    print(f"\n{len(measured)} shapes, {sum(len(t) for t in measured)} timings ({threads} threads, fastest of {rounds} "
+          f"rounds): the picks' geometric-mean slowdown vs the fastest strategy timed: {slowdown(current):.3f} with the "
+          f"current prices, {slowdown(fitted):.3f} with these:\nPRICES[{threads}] = {{")
+    for resource in current:
+        print(f"    {resource!r}: {fitted[resource]:.3g},")
+    print("}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few shapes, 3 rounds")
@@ -307,9 +389,25 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.15, help="seconds to sleep before each timed call")
     parser.add_argument("--threads", type=int, help="one thread setting: threads for torch and numpy's BLAS")
     parser.add_argument("--settings", default="single,verify", help="which thread settings (single, verify)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time CPU time of the calling thread (with --threads 1: robust on a busy machine)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the cost model's prices (at --threads, default 1)")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 7)
     shapes = [s for s in SHAPES if (s.quick or not args.quick) and (not args.only or args.only in s.name)]
+    if args.calibrate:
+        threads = args.threads or 1
+        if os.environ.get("OPENBLAS_NUM_THREADS") != str(threads):  # BLAS reads it at import: run again
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+            sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+        calibrate(shapes, args.rounds or 3, threads)
+        return
+    if args.cpu_time:
+        if args.threads != 1:
+            parser.error("--cpu-time needs --threads 1 (other threads' work is not the calling thread's)")
+        global CLOCK
+        CLOCK = time.thread_time
     if args.threads:
         torch.set_num_threads(args.threads)
         title = next((t for t, n in SETTINGS.values() if n == args.threads), f"{args.threads} threads")

@@ -10,6 +10,7 @@ MindSpore's twins are in test_numerics_mindspore.py.
 from __future__ import annotations
 
 import doctest
+import math
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ import convmigrate.numerics
 from convmigrate.numerics import (
     _dense,
     _depthwise,
+    _fft,
     _plan,
     _transposed,
     conv,
@@ -242,6 +244,10 @@ STRATEGY_SHAPES = [
     (1, 4, 8, 6, 2, 1, 4, 45),  # depthwise, channel multiplier 2, strided
     (2, 3, 3, 3, 1, 4, 3, 29),  # depthwise, dilated: four phase classes
     (1, 3, 6, 9, 3, 2, 3, 70),  # depthwise, multiplier 2, stride 3, dilation 2
+    (2, 16, 8, 5, 1, 1, 1, 40),  # 80 products per output: FFT sizes 16 and 32, a last block past the input
+    (3, 16, 6, 9, 2, 4, 2, 90),  # FFT per phase class (stride 2, dilation 4) and group
+    (1, 8, 4, 16, 1, 1, 1, 20),  # FFT with fewer outputs (5) than one block's hop
+    (1, 96, 3, 127, 1, 1, 1, 200),  # K >= 64: every FFT size up to 1024 fits
 ]
 
 
@@ -267,6 +273,18 @@ def test_each_strategy_on_edge_shapes(case, strategy):
     assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float64")
 
 
+@pytest.mark.parametrize("case, strategy", list(_strategy_cases()))
+def test_each_strategy_in_tiny_windows(case, strategy, monkeypatch):
+    """With tiny budgets every strategy runs all its loops: windows of one step or block, the
+    FFT's weight spectrum per output channel, transformed again in every window."""
+    for module, name, value in [(_dense, "ROW_BUDGET", 7), (_dense, "MIN_ROWS", 1), (_dense, "TAP_CACHE", 1),
+                                (_dense, "MIN_TAP_STEPS", 1), (_depthwise, "TAPS_WINDOW", 5),
+                                (_depthwise, "TOEPLITZ_WINDOW", 3), (_fft, "SPECTRUM_BUDGET", 1),
+                                (_fft, "WEIGHT_BUDGET", 1), (_fft, "MIN_BLOCKS", 1)]:
+        monkeypatch.setattr(module, name, value)
+    test_each_strategy_on_edge_shapes(case, strategy)
+
+
 @settings(max_examples=60, deadline=None)
 @given(conv_cases(allow_unbatched=False), st.data())
 def test_every_strategy_matches_torch(case, data):
@@ -283,6 +301,42 @@ def test_every_strategy_matches_torch(case, data):
     ours = strategy.kernel(x, weight, shape)
     assert ours.shape == reference.shape and ours.flags.c_contiguous
     assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float64")
+
+
+# float32 layers (N, C_in, C_out, K, stride, dilation, groups, L) where the cost model sends the
+# benchmark's full-size shapes to Winograd or FFT: both round differently from a direct sum.
+FAST_ALGORITHM_SHAPES = [
+    (1, 64, 64, 3, 1, 1, 1, 900),  # HiFi-GAN resblock K3 (Winograd)
+    (1, 48, 48, 11, 1, 5, 1, 700),  # HiFi-GAN resblock K11 d5 (FFT, 5 phase classes)
+    (2, 96, 96, 128, 1, 1, 16, 300),  # wav2vec2 positional conv (FFT, 16 groups)
+    (4, 32, 32, 39, 1, 1, 1, 512),  # InceptionTime K39 (FFT)
+    (2, 40, 40, 5, 1, 8, 1, 400),  # TCN K5 d8 (Winograd, composite: 2 pieces)
+    (1, 16, 24, 7, 2, 4, 1, 300),  # stride 2, dilation 4: two undilated phase classes
+]
+
+
+def _fast_cases():
+    for case in FAST_ALGORITHM_SHAPES:
+        n, c_in, c_out, taps, stride, dilation, groups, length = case
+        shape = ConvShape(n, c_in, c_out, groups, taps, stride, dilation, length)
+        for strategy in _plan.FORWARD:
+            fast = strategy.name.startswith(("Winograd", "FFT"))
+            if fast and strategy.applies(shape) and math.isfinite(strategy.cost(shape)):
+                yield pytest.param(case, strategy, id=f"{case}-{strategy.name}")
+
+
+@pytest.mark.parametrize("case, strategy", list(_fast_cases()))
+def test_fast_algorithms_round_like_float32(case, strategy):
+    """Winograd's and the FFT's float32 results stay within the float32 tolerance of PyTorch."""
+    n, c_in, c_out, taps, stride, dilation, groups, length = case
+    rng = np.random.default_rng(taps)
+    x = rng.standard_normal((n, c_in, length)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in // groups, taps)).astype(np.float32)
+    hyper = {"stride": stride, "dilation": dilation, "groups": groups}
+    reference = F.conv1d(torch.from_numpy(x).double(), torch.from_numpy(weight).double(), **hyper).numpy()
+    ours = strategy.kernel(x, weight, ConvShape.of(x, weight, stride, dilation, groups))
+    assert ours.dtype == np.float32
+    assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float32")
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,9 @@ OpenBLAS runs the product (measured with bench/bench_numerics.py):
   (see _shape.Classes), and where the rows do not overlap (stride >= K) BLAS reads them in
   place without a gather.
 - `pointwise`: K = 1, stride 1: out = W @ x, nothing gathered at all.
+- `per_tap`: out = sum_k W[:, :, k] @ x shifted by k taps, K small products per window that
+  read the input in place (stride 1): for few output channels and short reductions, where a
+  gather would copy more than the product computes.
 
 Work is cut into windows of output (a run of steps of one item, or several whole short items
 folded into one product) whose scratch memory stays under ROW_BUDGET elements, and the windows
@@ -212,4 +215,65 @@ def time_major_taps(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarr
                 np.copyto(out[n0:n1, g * cg_out : (g + 1) * cg_out, t0:t1], result.reshape(nw, tw, cg_out).transpose(0, 2, 1))
 
     run_windows(blocks, work, parallel=False)
+    return out
+
+
+# Scratch of one per-tap window (its input, output and one tap's product) that stays in a core's
+# cache between the K matmuls; fewer steps than MIN_TAP_STEPS cost more in calls than they save.
+TAP_CACHE = 1 << 16
+MIN_TAP_STEPS = 1024
+
+
+def tap_steps(shape: ConvShape) -> int:
+    """Output steps of one per-tap window."""
+    return max(MIN_TAP_STEPS, TAP_CACHE // (shape.cg_in + 2 * shape.cg_out))
+
+
+def per_tap(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """out = sum over taps k of W[:, :, k] @ (the input shifted by k*dilation), per window of
+    output: no gather at all for stride 1 (each tap reads the input where it is), one copy of
+    the window's input split into its stride phases otherwise. Wins where a gather would copy
+    far more than the product computes: few output channels (HiFi-GAN's conv_post, 32 -> 1),
+    short reductions. The windows are small products, run on _threads side by side."""
+    n_batch, groups, taps = shape.batch, shape.groups, shape.taps
+    cg_in, cg_out, length = shape.cg_in, shape.cg_out, shape.length
+    stride, dilation = shape.stride, shape.dilation
+    wk = np.ascontiguousarray(w.reshape(groups, cg_out, cg_in, taps).transpose(3, 0, 1, 2))  # (K, G, Cg_out, Cg_in)
+    out = np.empty((n_batch, shape.c_out, length), dtype=xp.dtype)
+    blocks = windows(n_batch, length, tap_steps(shape), _threads.threads())
+    largest = max((n1 - n0) * (t1 - t0) for n0, n1, t0, t1 in blocks)
+    reach = (taps - 1) * dilation // stride + 1  # samples of a phase beyond a window's steps
+    phase_size = 0 if stride == 1 else max(stride * (n1 - n0) * shape.c_in * (t1 - t0 + reach) for n0, n1, t0, t1 in blocks)
+
+    def work(mine: Iterable[Window]) -> None:
+        product = np.empty(largest * cg_out, dtype=xp.dtype)
+        phases = np.empty(phase_size, dtype=xp.dtype)
+        for n0, n1, t0, t1 in mine:
+            nw, tw = n1 - n0, t1 - t0
+            if stride == 1:
+                source, width = xp[n0:n1], None
+            else:
+                # phase p of the window: xw[s, n, c, j] = x[n0+n, c, (t0 + j)*stride + p]
+                width = tw + reach
+                source = phases[: stride * nw * shape.c_in * width].reshape(stride, nw, shape.c_in, width)
+                for p in range(stride):
+                    part = xp[n0:n1, :, t0 * stride + p :: stride][..., :width]
+                    np.copyto(source[p, :, :, : part.shape[-1]], part)
+            for g in range(groups):
+                target = out[n0:n1, g * cg_out : (g + 1) * cg_out, t0:t1]
+                scratch = product[: nw * cg_out * tw].reshape(nw, cg_out, tw)
+                for k in range(taps):
+                    if stride == 1:
+                        start = t0 + k * dilation
+                        rows = source[:, g * cg_in : (g + 1) * cg_in, start : start + tw]
+                    else:
+                        start = k * dilation // stride
+                        rows = source[(k * dilation) % stride, :, g * cg_in : (g + 1) * cg_in, start : start + tw]
+                    if k == 0:
+                        np.matmul(wk[0, g], rows, out=target)
+                    else:
+                        np.matmul(wk[k, g], rows, out=scratch)
+                        target += scratch
+
+    run_windows(blocks, work)
     return out

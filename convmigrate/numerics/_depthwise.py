@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from convmigrate.numerics import _threads
 from convmigrate.numerics._dense import Window, run_windows, windows
-from convmigrate.numerics._shape import ConvShape
+from convmigrate.numerics._shape import ConvShape, class_steps
 
 # Output elements of one window of the per-tap loop: 64K float32 (256 KiB) keeps the output,
 # the product and the input rows it reads in the L2 cache; bigger windows ran slower.
@@ -99,33 +99,27 @@ def toeplitz(xp: np.ndarray, w: np.ndarray, shape: ConvShape, block: int) -> np.
         # Scratch for the largest window, allocated once: fresh arrays per window cost page faults.
         inputs = np.empty(groups * most * width, dtype=xp.dtype)
         products = np.empty(groups * most * mult * block, dtype=xp.dtype)
-        for n0, n1, t0, t1 in mine:
-            nw = n1 - n0
-            for u in range(classes.count):
-                steps = classes.steps(u, t1 - t0)  # outputs t0 + u + q*count, q < steps
-                if not steps:
-                    continue
-                count = -(-steps // block)  # blocks; the last ones may run past the input
-                # window b of class u starts at input sample (first + b*B*step)*d + phase
-                origin = t0 * shape.stride + classes.first(u) * dilation + classes.phase(u)
-                available = -(-(shape.padded - origin) // dilation)  # samples of this phase from origin
-                full = min(count, max(0, (available - width) // (block * step) + 1))
-                windows_in = inputs[: groups * nw * count * width].reshape(groups, nw, count, width)
-                if full:
-                    source = as_strided(xp[n0:n1, :, origin:], (groups, nw, full, width),
-                                        (s_g, s_n, block * step * dilation * e, dilation * e), writeable=False)
-                    np.copyto(windows_in[:, :, :full], source)
-                for b in range(full, count):  # windows that run past the input: zeros after it
-                    begin = origin + b * block * step * dilation
-                    tail = xp[n0:n1, :, begin : begin + width * dilation : dilation]
-                    windows_in[:, :, b, : tail.shape[-1]] = tail.transpose(1, 0, 2)
-                    windows_in[:, :, b, tail.shape[-1] :] = 0
-                # (G, nw*blocks, W) @ (G, W, mult*B) -> (G, nw*blocks, mult*B)
-                product = products[: groups * nw * count * mult * block].reshape(groups, nw * count, mult * block)
-                np.matmul(windows_in.reshape(groups, nw * count, width), band, out=product)
-                by_block = product.reshape(groups, nw, count, mult, block).transpose(1, 0, 3, 2, 4)
-                target = out[n0:n1, :, :, t0 + u : t1 : classes.count]  # (nw, G, mult, steps)
-                np.copyto(target, by_block.reshape(nw, groups, mult, count * block)[..., :steps])
+        for part in class_steps(shape, mine):
+            n0, n1, nw, u = part.n0, part.n1, part.n1 - part.n0, part.u
+            # window b of the class reads its input phase from origin + b*B*step*d: B outputs, zeros past the input
+            count, full = part.blocks(shape, block, block * step, width)
+            origin = part.origin
+            windows_in = inputs[: groups * nw * count * width].reshape(groups, nw, count, width)
+            if full:
+                source = as_strided(xp[n0:n1, :, origin:], (groups, nw, full, width),
+                                    (s_g, s_n, block * step * dilation * e, dilation * e), writeable=False)
+                np.copyto(windows_in[:, :, :full], source)
+            for b in range(full, count):  # windows that run past the input: zeros after it
+                begin = origin + b * block * step * dilation
+                tail = xp[n0:n1, :, begin : begin + width * dilation : dilation]
+                windows_in[:, :, b, : tail.shape[-1]] = tail.transpose(1, 0, 2)
+                windows_in[:, :, b, tail.shape[-1] :] = 0
+            # (G, nw*blocks, W) @ (G, W, mult*B) -> (G, nw*blocks, mult*B)
+            product = products[: groups * nw * count * mult * block].reshape(groups, nw * count, mult * block)
+            np.matmul(windows_in.reshape(groups, nw * count, width), band, out=product)
+            by_block = product.reshape(groups, nw, count, mult, block).transpose(1, 0, 3, 2, 4)
+            target = out[n0:n1, :, :, part.t0 + u : part.t1 : classes.count]  # (nw, G, mult, steps)
+            np.copyto(target, by_block.reshape(nw, groups, mult, count * block)[..., : part.steps])
 
     run_windows(blocks, work)
     return out.reshape(n_batch, shape.c_out, length)

@@ -1,14 +1,18 @@
 """Which kernel computes a correlation: a table of strategies and a cost model, not an if-chain.
 
-Every strategy states where it applies and what it costs on one core, in seconds, from the
-work it does: multiply-adds at the speed BLAS reaches for the product's narrowest side, the
-elements it copies or passes over, and the NumPy calls it makes. `choose` takes the cheapest
-applicable one; `describe` names it (bench/bench_numerics.py prints it next to each shape).
+Every strategy states where it applies and the work it does on a shape, as amounts of a few
+resources (multiply-adds of each kind of matmul, elements copied, transposed or passed over
+elementwise, NumPy calls). A shape's cost for a strategy is the sum of those amounts at
+PRICES, seconds per unit on one core; `choose` takes the cheapest applicable strategy
+(bench/bench_numerics.py prints it next to each shape).
 
-The constants were measured on the benchmark machine (AMD EPYC, AVX-512, OpenBLAS 0.3.23,
-one thread); only their ratios matter for the choice, and a wrong constant costs speed, never
-correctness: every strategy computes every shape it applies to (tests/test_numerics.py runs
-each of them against PyTorch).
+The prices are fitted to measurements: `python bench/bench_numerics.py --calibrate [--threads 2]`
+times every applicable strategy on every benchmark shape and prints the prices whose picks come
+closest to the fastest strategies. There is a table per thread count (one: verification's
+checks, each on its own core; two: a single call on the benchmark machine), because two
+threads speed up BLAS's big matmuls and the kernels that run windows side by side, not the
+copies of the others. A wrong price costs speed, never correctness: every strategy computes every shape it
+applies to (tests/test_numerics.py runs each of them against PyTorch).
 """
 
 from __future__ import annotations
@@ -20,25 +24,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convmigrate.numerics import _dense, _depthwise, _winograd
+from convmigrate.numerics import _dense, _depthwise, _fft, _threads, _winograd
 from convmigrate.numerics._shape import ConvShape
 
-# float32 multiply-adds per second of a large matmul on one core (2*MAC/s ~ 90 GFLOP/s).
+# Nominal float32 multiply-adds per second of a large matmul on one core (~90 GFLOP/s), and the
+# fraction of it reached by the product's narrowest side (output channels per group, the banded
+# matrix's B), per orientation: OpenBLAS writes (steps, few outputs) faster than (few outputs,
+# steps). Interpolated in log2. A matmul's amount is its time at these rates (nominal seconds),
+# which its price then scales.
 GEMM_MACS = 45e9
-# Fraction of that speed by the product's narrowest side (output channels per group, or the
-# banded matrix's B), per orientation: OpenBLAS writes (steps, few outputs) faster than
-# (few outputs, steps). Interpolated in log2 between the measured points.
 CHANNEL_MAJOR_EFFICIENCY = ((1, 0.05), (8, 0.25), (16, 0.35), (32, 0.45), (64, 0.58), (128, 0.75), (256, 0.88), (512, 0.97))
 TIME_MAJOR_EFFICIENCY = ((1, 0.05), (8, 0.4), (16, 0.6), (32, 0.75), (64, 0.85), (128, 0.9), (256, 0.95), (512, 1.0))
-# Seconds per element: a contiguous or gathering copy within cache, a transposing copy (rows
-# of one array become columns of the other), one elementwise multiply or add.
-COPY = 0.15e-9
-TRANSPOSE = 0.6e-9
-STRIDED = 0.6e-9  # a copy reading or writing every third element (out of cache)
-ELEMENTWISE = 0.12e-9
-WEIGHT_COPY = 4e-9  # the weight into another axis order: a transpose whose reads miss the cache
-RUN = 1.5e-9  # each inner loop of a copy, on top of its elements (a gather in short runs is slow)
-CALL = 2e-6  # one NumPy call (a copy, a ufunc, a matmul over a batch) before any work
+
+Work = dict[str, float]
+
+# Seconds per unit of each resource, at one thread and at two (fitted by bench_numerics.py
+# --calibrate [--threads 2]): at two threads BLAS splits a big matmul over both cores, while
+# copies, transposes and small matmuls gain less or nothing, so the best strategy can differ.
+PRICES: dict[int, dict[str, float]] = {
+    1: {
+        "matmul, outputs by rows": 0.99,  # nominal seconds: W @ columns (channel-major)
+        "matmul, outputs by columns": 2.26,  # nominal seconds: rows @ W^T (time-major)
+        "small matmuls": 0.362,  # nominal seconds: one per channel (banded depthwise), over few columns
+        "frequency matmuls": 3.62,  # nominal seconds: the FFT's complex products, one per frequency
+        "tap matmuls": 1.81,  # nominal seconds: the per-tap products of a window (short reductions)
+        "tap traffic": 0.43e-9,  # elements a tap's product reads or adds into
+        "transform matmuls": 1.28,  # nominal seconds: DFT and Winograd transforms (few rows, memory-bound)
+        "copied": 0.3e-9,  # elements copied in runs
+        "gather runs": 1.78e-9,  # inner loops of a gather (short runs are slow)
+        "transposed": 2.11e-9,  # elements copied across axes (rows of one array to columns of another)
+        "strided": 1.0e-9,  # elements copied from or to every n-th place
+        "elementwise": 0.43e-9,  # elementwise multiplies or adds
+        "weight reordered": 31.9e-9,  # weight elements moved into another axis order (reads miss the cache)
+        "calls": 1.42e-6,  # NumPy calls (a copy, a ufunc, a matmul over a batch) before any work
+        "matmul calls": 1e-6,  # BLAS calls: one per matrix of a batched matmul
+    },
+    2: {
+        "matmul, outputs by rows": 0.55,  # BLAS splits a big product over both cores
+        "matmul, outputs by columns": 1.24,
+        "small matmuls": 0.566,  # the banded depthwise windows run side by side
+        "frequency matmuls": 0.707,
+        "tap matmuls": 0.566,  # the per-tap windows run side by side
+        "tap traffic": 0.02e-9,
+        "transform matmuls": 1.28,
+        "copied": 0.3e-9,
+        "gather runs": 1.78e-9,
+        "transposed": 2.64e-9,
+        "strided": 0.39e-9,
+        "elementwise": 0.108e-9,  # the per-tap depthwise windows run side by side
+        "weight reordered": 3.19e-9,
+        "calls": 1.42e-6,
+        "matmul calls": 1e-6,
+    },
+}
+
+
+def prices(threads: int) -> dict[str, float]:
+    """The prices at `threads` threads (more than two: those fitted at two)."""
+    return PRICES[min(max(1, threads), max(PRICES))]
+
 
 # Block sizes the banded depthwise strategy may use.
 TOEPLITZ_BLOCKS = (8, 16, 32, 64)
@@ -54,11 +98,6 @@ def _interpolate(points: tuple[tuple[int, float], ...], x: float) -> float:
     return points[-1][1]
 
 
-def _gemm_seconds(shape: ConvShape, macs: float, efficiency: tuple[tuple[int, float], ...], narrow: int) -> float:
-    rate = GEMM_MACS * _interpolate(efficiency, narrow) * (4 / shape.itemsize)  # float64 at half speed
-    return macs / rate
-
-
 def _outputs(shape: ConvShape) -> int:
     return shape.batch * shape.c_out * shape.length
 
@@ -71,74 +110,132 @@ def _windows(shape: ConvShape, steps: int) -> int:
     return len(_dense.windows(shape.batch, shape.length, steps))
 
 
-def pointwise_cost(shape: ConvShape) -> float:
-    return _gemm_seconds(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, shape.cg_out) + CALL * shape.batch * shape.groups
+def _matmul(shape: ConvShape, macs: float, efficiency: tuple[tuple[int, float], ...], narrow: int) -> float:
+    """Nominal seconds of `macs` multiply-adds (float64 at half the rate)."""
+    return macs / (GEMM_MACS * _interpolate(efficiency, narrow) * (4 / shape.itemsize))
 
 
-def channel_major_cost(shape: ConvShape) -> float:
+def pointwise_work(shape: ConvShape) -> Work:
+    windows = _windows(shape, 1 << 14)
+    return {"matmul, outputs by rows": _matmul(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, shape.cg_out),
+            "calls": windows, "matmul calls": windows * shape.groups}
+
+
+def channel_major_work(shape: ConvShape) -> Work:
     inner = shape.cg_in * shape.taps
     gathered = shape.batch * shape.length * shape.c_in * shape.taps
-    calls = _windows(shape, _dense.rows_per_product(inner)) * shape.groups * 2
-    return (_gemm_seconds(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, shape.cg_out)
-            + COPY * gathered * (1 if shape.stride == 1 else 2) + CALL * calls)
+    return {"matmul, outputs by rows": _matmul(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, shape.cg_out),
+            "copied" if shape.stride == 1 else "strided": gathered,
+            "gather runs": shape.c_in * shape.taps * max(shape.batch, _windows(shape, _dense.rows_per_product(inner))),
+            "calls": _windows(shape, _dense.rows_per_product(inner)) * shape.groups * 2,
+            "matmul calls": max(shape.batch, _windows(shape, _dense.rows_per_product(inner))) * shape.groups}
 
 
-def time_major_cost(shape: ConvShape) -> float:
+def per_tap_work(shape: ConvShape) -> Work:
+    windows = _windows(shape, _dense.tap_steps(shape))
+    steps = shape.batch * shape.length * shape.groups
+    return {"tap matmuls": _matmul(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, min(shape.cg_out, shape.cg_in)),
+            # each tap's product reads its input rows and adds into the output block
+            "tap traffic": shape.taps * steps * (shape.cg_in + 2 * shape.cg_out),
+            "copied": 0 if shape.stride == 1 else _inputs(shape),
+            "calls": windows * (shape.stride + shape.groups * 2 * shape.taps),
+            "matmul calls": windows * shape.groups * shape.taps}
+
+
+def time_major_work(shape: ConvShape) -> Work:
     inner = shape.cg_in * shape.taps
     classes = shape.classes
     in_place = classes.step >= shape.taps
-    gathered = 0 if in_place else shape.batch * shape.length * shape.c_in * shape.taps
-    calls = _windows(shape, _dense.rows_per_product(inner) * classes.count) * (1 + classes.count * shape.groups * 3)
-    weight = shape.c_out * shape.cg_in * shape.taps  # copied into (K, Cg_in) order
-    return (_gemm_seconds(shape, shape.macs, TIME_MAJOR_EFFICIENCY, shape.cg_out)
-            + TRANSPOSE * (_inputs(shape) + _outputs(shape)) + COPY * gathered + WEIGHT_COPY * weight
-            + CALL * calls)
+    windows = _windows(shape, _dense.rows_per_product(inner) * classes.count)
+    return {"matmul, outputs by columns": _matmul(shape, shape.macs, TIME_MAJOR_EFFICIENCY, shape.cg_out),
+            "transposed": _inputs(shape) + _outputs(shape),
+            "copied": 0 if in_place else shape.batch * shape.length * shape.c_in * shape.taps,
+            "weight reordered": shape.c_out * shape.cg_in * shape.taps,
+            "calls": windows * (1 + classes.count * shape.groups * 3),
+            "matmul calls": windows * classes.count * shape.groups}
 
 
-def time_major_taps_cost(shape: ConvShape) -> float:
+def time_major_taps_work(shape: ConvShape) -> Work:
     inner = shape.cg_in * shape.taps
     gathered = shape.batch * shape.length * inner * shape.groups
     run = shape.taps if shape.dilation == 1 else 1  # samples copied per inner loop of the gather
-    calls = _windows(shape, _dense.rows_per_product(inner)) * shape.groups * 3
-    return (_gemm_seconds(shape, shape.macs, TIME_MAJOR_EFFICIENCY, shape.cg_out)
-            + (COPY + RUN / run) * gathered + TRANSPOSE * _outputs(shape) + CALL * calls)
+    windows = _windows(shape, _dense.rows_per_product(inner))
+    return {"matmul, outputs by columns": _matmul(shape, shape.macs, TIME_MAJOR_EFFICIENCY, shape.cg_out),
+            "copied": gathered, "gather runs": gathered / run, "transposed": _outputs(shape),
+            "calls": windows * shape.groups * 3, "matmul calls": windows * shape.groups}
 
 
-def winograd_cost(shape: ConvShape) -> float:
+def winograd_work(shape: ConvShape) -> Work:
     pieces = _winograd.pieces(shape.taps)
     inner = pieces * shape.cg_in
     outputs, inputs = _outputs(shape), _inputs(shape)
     alpha, tile = _winograd.ALPHA, _winograd.TILE
-    macs = outputs * inner * alpha / tile
     # A matmul whose reduction is short (few input channels) runs well below BLAS's peak.
-    gemm = _gemm_seconds(shape, macs, CHANNEL_MAJOR_EFFICIENCY, shape.cg_out) * max(1.0, (256 / inner) ** 0.6)
-    gathered = alpha / tile * inputs  # five strided copies of the input phase
-    transforms = 2 * alpha * alpha / tile * inputs + 2 * alpha * tile / tile * outputs  # (5x5) and (3x5) products
-    columns = 0 if pieces == 1 else alpha / tile * pieces * inputs
+    shortness = max(1.0, (256 / inner) ** 0.6)
+    weight = shape.c_out * shape.cg_in * pieces * tile
+    transforms = alpha * alpha / tile * inputs + alpha * outputs + alpha * weight  # (5x5), (3x5), (5x3) products
     windows = _windows(shape, _winograd.window_tiles(shape) * tile * shape.classes.count) * shape.classes.count
-    calls = windows * (2 * alpha + 2 + shape.groups * (pieces + 2 + tile))
-    weight = shape.c_out * shape.cg_in * pieces * (_winograd.TILE + _winograd.ALPHA)
-    return (gemm + STRIDED * (gathered + outputs) + ELEMENTWISE * transforms + COPY * (columns + weight)
-            + CALL * calls)
+    return {"matmul, outputs by rows": _matmul(shape, outputs * inner * alpha / tile, CHANNEL_MAJOR_EFFICIENCY,
+                                               shape.cg_out) * shortness,
+            "transform matmuls": _matmul(shape, transforms, TIME_MAJOR_EFFICIENCY, 8),
+            "strided": alpha / tile * inputs + outputs,
+            "copied": 0 if pieces == 1 else alpha / tile * pieces * inputs,
+            "weight reordered": weight,
+            "calls": windows * (2 * alpha + 2 + shape.groups * (pieces + 2 + tile)),
+            "matmul calls": windows * shape.groups * (alpha + 1)}
 
 
-def toeplitz_cost(shape: ConvShape, block: int) -> float:
+def fft_work(shape: ConvShape, size: int) -> Work | None:
+    if not _fft.fits(shape, size):
+        return None
+    bins = size // 2 + 1
+    step = _fft.hop(shape, size)
+    classes = shape.classes.count
+    per_window = _fft.window_blocks(shape, size) * step * classes
+    windows = _windows(shape, per_window)
+    columns = shape.batch * classes * -(-shape.length // (step * classes))  # blocks of all items and classes
+    transforms = 1 if _fft.weight_spectra_cached(shape, size) else windows * classes
+    weight = transforms * shape.c_out * shape.cg_in * shape.taps * bins * 2  # real multiply-adds of the weight's DFT
+    inputs = shape.c_in * columns * size * bins * 2
+    inverse = shape.c_out * columns * 2 * bins * step
+    products = 4 * bins * shape.c_out * shape.cg_in * columns  # complex multiply-adds, 4 real each
+    chunks = shape.groups * -(-shape.cg_out // _fft.chunk_channels(shape, size))
+    per_class = windows * classes
+    return {"transform matmuls": _matmul(shape, weight + inputs + inverse, TIME_MAJOR_EFFICIENCY, 256),
+            "frequency matmuls": _matmul(shape, products, CHANNEL_MAJOR_EFFICIENCY,
+                                     min(shape.cg_out, columns // max(1, per_class))),
+            "copied": shape.c_in * columns * size + 3 * _outputs(shape),
+            "transposed": _outputs(shape),
+            "calls": per_class * (shape.groups * 4 + chunks * 6),
+            "matmul calls": per_class * (shape.groups * 2 + chunks * (bins + 1))}
+
+
+def toeplitz_work(shape: ConvShape, block: int) -> Work:
     classes = shape.classes
     width = (block - 1) * classes.step + shape.taps
     outputs = _outputs(shape)
     # Each output costs W multiply-adds (of which K are needed); each input window of W samples
     # serves B outputs; the banded matrices hold C_out*W*B elements.
     per_window = max(block, _depthwise.TOEPLITZ_WINDOW // shape.c_out) * classes.count
-    calls = _windows(shape, per_window) * classes.count * 4
-    band = shape.c_out * width * block
-    return (_gemm_seconds(shape, outputs * width, TIME_MAJOR_EFFICIENCY, block)
-            + COPY * (outputs * width / block + outputs + band) + CALL * calls)
+    return {"small matmuls": _matmul(shape, outputs * width, TIME_MAJOR_EFFICIENCY, block),
+            "copied": outputs * width / block,
+            "strided": outputs + shape.c_out * width * block,
+            "calls": _windows(shape, per_window) * classes.count * 4,
+            "matmul calls": _windows(shape, per_window) * classes.count * shape.groups}
 
 
-def taps_cost(shape: ConvShape) -> float:
-    outputs = _outputs(shape)
-    calls = _windows(shape, max(1, _depthwise.TAPS_WINDOW // shape.c_out)) * 2 * shape.taps
-    return ELEMENTWISE * 2 * shape.taps * outputs + CALL * calls
+def taps_work(shape: ConvShape) -> Work:
+    return {"elementwise": 2 * shape.taps * _outputs(shape),
+            "calls": _windows(shape, max(1, _depthwise.TAPS_WINDOW // shape.c_out)) * 2 * shape.taps}
+
+
+def price(work: Work | None, threads: int | None = None) -> float:
+    """Seconds of `work` at the prices for `threads` (default: what one convolution may use now;
+    None work: the strategy cannot take the shape)."""
+    if work is None:
+        return math.inf
+    table = prices(_threads.threads() if threads is None else threads)
+    return sum(table[resource] * amount for resource, amount in work.items())
 
 
 Kernel = Callable[[np.ndarray, np.ndarray, ConvShape], np.ndarray]
@@ -150,33 +247,47 @@ class Strategy:
 
     name: str
     applies: Callable[[ConvShape], bool]
-    cost: Callable[[ConvShape], float]
+    work: Callable[[ConvShape], Work | None]
     kernel: Kernel
+
+    def cost(self, shape: ConvShape) -> float:
+        return price(self.work(shape))
+
+
+def _spectral(size: int) -> Strategy:
+    return Strategy(
+        f"FFT as matmuls, F={size}",
+        lambda s: _fft.applies(s) and _fft.fits(s, size),
+        lambda s: fft_work(s, size),
+        lambda x, w, s: _fft.fft_correlate(x, w, s, size),
+    )
 
 
 def _banded(block: int) -> Strategy:
     return Strategy(
         f"depthwise banded matmul, B={block}",
         lambda s: s.depthwise,
-        lambda s: toeplitz_cost(s, block),
+        lambda s: toeplitz_work(s, block),
         lambda x, w, s: _depthwise.toeplitz(x, w, s, block),
     )
 
 
 FORWARD: tuple[Strategy, ...] = (
-    Strategy("pointwise matmul", lambda s: s.taps == 1 and s.stride == 1, pointwise_cost, _dense.pointwise),
-    Strategy("channel-major im2col", lambda s: True, channel_major_cost, _dense.channel_major),
-    Strategy("time-major im2col", lambda s: True, time_major_cost, _dense.time_major),
-    Strategy("time-major im2col, taps inner", lambda s: True, time_major_taps_cost, _dense.time_major_taps),
-    Strategy("Winograd F(3,3)", _winograd.applies, winograd_cost, _winograd.winograd),
+    Strategy("pointwise matmul", lambda s: s.taps == 1 and s.stride == 1, pointwise_work, _dense.pointwise),
+    Strategy("channel-major im2col", lambda s: True, channel_major_work, _dense.channel_major),
+    Strategy("time-major im2col", lambda s: True, time_major_work, _dense.time_major),
+    Strategy("per-tap matmuls", lambda s: True, per_tap_work, _dense.per_tap),
+    Strategy("time-major im2col, taps inner", lambda s: True, time_major_taps_work, _dense.time_major_taps),
+    Strategy("Winograd F(3,3)", _winograd.applies, winograd_work, _winograd.winograd),
+    *(_spectral(size) for size in _fft.SIZES),
     *(_banded(block) for block in TOEPLITZ_BLOCKS),
-    Strategy("depthwise per tap", lambda s: s.depthwise, taps_cost, _depthwise.taps),
+    Strategy("depthwise per tap", lambda s: s.depthwise, taps_work, _depthwise.taps),
 )
 
 
 def choose(shape: ConvShape) -> Strategy:
     """The cheapest strategy that applies to `shape`."""
-    return min((s for s in FORWARD if s.applies(shape)), key=lambda s: s.cost(shape))
+    return min((s for s in FORWARD if s.applies(shape) and math.isfinite(s.cost(shape))), key=lambda s: s.cost(shape))
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, stride: int, dilation: int, groups: int) -> np.ndarray:

@@ -7,6 +7,7 @@ a stride and a dilation: output step t of channel o reads input samples t*stride
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,3 +94,36 @@ class Classes:
     def steps(self, u: int, length: int) -> int:
         """How many of `length` consecutive output steps (from a multiple of count) are in class u."""
         return max(0, -(-(length - u) // self.count))
+
+
+@dataclass(frozen=True)
+class ClassSteps:
+    """The outputs of phase class u in a window of output steps t0:t1 of items n0:n1: steps
+    t0 + u + q*count for q < steps, reading the class's input phase from sample `origin`."""
+
+    n0: int
+    n1: int
+    t0: int
+    t1: int
+    u: int
+    steps: int
+    origin: int
+
+    def blocks(self, shape: ConvShape, outputs: int, hop: int, width: int) -> tuple[int, int]:
+        """(count, full): blocks of `outputs` steps covering the class's steps, block b reading
+        `width` phase samples from origin + b*hop*dilation; the first `full` lie within the input,
+        the rest run past it (zeros there)."""
+        count = -(-self.steps // outputs)
+        available = -(-(shape.padded - self.origin) // shape.dilation)  # phase samples from origin
+        return count, min(count, max(0, (available - width) // hop + 1))
+
+
+def class_steps(shape: ConvShape, windows: Iterable[tuple[int, int, int, int]]) -> Iterator[ClassSteps]:
+    """Every (window, phase class) with outputs, for kernels that run a class at a time."""
+    classes = shape.classes
+    for n0, n1, t0, t1 in windows:
+        for u in range(classes.count):
+            steps = classes.steps(u, t1 - t0)
+            if steps:
+                origin = t0 * shape.stride + classes.first(u) * shape.dilation + classes.phase(u)
+                yield ClassSteps(n0, n1, t0, t1, u, steps, origin)

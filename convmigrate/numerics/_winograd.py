@@ -14,9 +14,9 @@ Dilated convs run per phase class (_shape.Classes), which are undilated.
 The transforms are a few elementwise passes over the input and output: they pay where the
 matmuls are big (many channels) and cost more than they save for small ones (the cost model
 in _plan.py decides). Rounding: the integer input transform is exact up to its sums; the
-weights' transform is computed in float64 and rounded once; measured against a float64
-reference the error is 2-5x that of the direct float32 sum (at most ~1e-6 of the sum of
-|products|; the tests allow 2e-5).
+weights' transform runs in the weight's dtype (G's 1/6 rounded, a 3-term sum); measured against a float64 reference the error is 2-5x
+that of the direct float32 sum, at most ~5e-7 of each output's sum of |products| where that
+sum has >= MIN_PRODUCTS terms (the tests allow 2e-5).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from convmigrate.numerics._dense import Window, run_windows, windows
-from convmigrate.numerics._shape import ConvShape
+from convmigrate.numerics._shape import ConvShape, class_steps
 
 # F(3,3) for correlation, points 0, 1, -1, 2 and infinity. B^T's rows are scaled to small
 # integers (exact in floating point) and the scales moved into G's rows.
@@ -55,9 +55,17 @@ ALPHA, TILE = 5, 3  # products per tile, outputs (and taps per piece) per tile
 WINDOW_BUDGET = 1 << 20
 
 
+# Products per output below which the transforms' rounding is not small next to each output's
+# own sum of |products|: the error is the tile's (a few neighbouring inputs, weighted by the
+# transforms), so an output whose few products are all small can carry a neighbour's error
+# (measured: 1e-5..3e-4 of sum |x*w| for depthwise convs; <= 5e-7 from 64 products on).
+MIN_PRODUCTS = 64
+
+
 def applies(shape: ConvShape) -> bool:
-    """Each phase class must be an undilated stride-1 correlation (stride divides dilation)."""
-    return shape.classes.step == 1 and shape.taps > 1
+    """Each phase class must be an undilated stride-1 correlation (stride divides dilation),
+    and each output must add up enough products (MIN_PRODUCTS) for the rounding to stay small."""
+    return shape.classes.step == 1 and shape.taps > 1 and shape.cg_in * shape.taps >= MIN_PRODUCTS
 
 
 def pieces(taps: int) -> int:
@@ -108,46 +116,42 @@ def winograd(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
         columns_buffer = np.empty(ALPHA * count * cg_in * most if count > 1 else 0, dtype=xp.dtype)
         products_buffer = np.empty(ALPHA * cg_out * most, dtype=xp.dtype)
         outputs_buffer = np.empty(TILE * cg_out * most, dtype=xp.dtype)
-        for n0, n1, t0, t1 in mine:
-            nw = n1 - n0
-            for u in range(classes.count):
-                steps = classes.steps(u, t1 - t0)  # outputs t0 + u + q*count, q < steps
-                if not steps:
-                    continue
-                tiles = -(-steps // TILE)
-                spread = tiles + count - 1  # tiles of transformed input the pieces read
-                # the class's input phase: x_u[j] = x[origin + j*d]; tile i reads x_u[3i : 3i + 5]
-                origin = t0 * shape.stride + classes.first(u) * dilation + classes.phase(u)
-                gathered = gathered_buffer[: ALPHA * c_in * nw * spread].reshape(ALPHA, c_in, nw, spread)
-                for r in range(ALPHA):  # gathered[r, c, n, i] = x_u[3i + r], zeros past the input
-                    start = origin + r * dilation
-                    source = xp[n0:n1, :, start : start + TILE * dilation * spread : TILE * dilation]
-                    got = source.shape[-1]
-                    np.copyto(gathered[r, :, :, :got], source.transpose(1, 0, 2))
-                    gathered[r, :, :, got:] = 0
-                transformed = transformed_buffer[: ALPHA * c_in * nw * spread].reshape(ALPHA, c_in, nw, spread)
-                np.matmul(input_transform, gathered.reshape(ALPHA, -1), out=transformed.reshape(ALPHA, -1))
-                for g in range(groups):
-                    mine = transformed[:, g * cg_in : (g + 1) * cg_in]  # (5, Cg_in, nw, spread)
-                    if count == 1:
-                        columns = mine.reshape(ALPHA, cg_in, nw * spread)
-                    else:  # columns[i, p*Cg_in + c, (n, tile)] = mine[i, c, n, tile + p]
-                        columns = columns_buffer[: ALPHA * count * cg_in * nw * tiles].reshape(ALPHA, count, cg_in, nw, tiles)
-                        for p in range(count):
-                            np.copyto(columns[:, p], mine[:, :, :, p : p + tiles])
-                        columns = columns.reshape(ALPHA, count * cg_in, nw * tiles)
-                    products = products_buffer[: ALPHA * cg_out * nw * tiles].reshape(ALPHA, cg_out * nw * tiles)
-                    np.matmul(u_all[:, g], columns, out=products.reshape(ALPHA, cg_out, nw * tiles))
-                    result = outputs_buffer[: TILE * cg_out * nw * tiles].reshape(TILE, cg_out * nw * tiles)
-                    np.matmul(output_transform, products, out=result)
-                    result = result.reshape(TILE, cg_out, nw, tiles)
-                    for j in range(TILE):  # outputs q = 3*tile + j, for the q < steps
-                        valid = -(-(steps - j) // TILE)
-                        if valid <= 0:
-                            continue
-                        first = t0 + u + j * classes.count
-                        target = out[n0:n1, g * cg_out : (g + 1) * cg_out, first : t1 : TILE * classes.count]
-                        np.copyto(target, result[j, :, :, :valid].transpose(1, 0, 2))
+        for part in class_steps(shape, mine):
+            n0, n1, t0, t1, nw, u = part.n0, part.n1, part.t0, part.t1, part.n1 - part.n0, part.u
+            steps, origin = part.steps, part.origin
+            tiles = -(-steps // TILE)
+            spread = tiles + count - 1  # tiles of transformed input the pieces read
+            # the class's input phase: x_u[j] = x[origin + j*d]; tile i reads x_u[3i : 3i + 5]
+            gathered = gathered_buffer[: ALPHA * c_in * nw * spread].reshape(ALPHA, c_in, nw, spread)
+            for r in range(ALPHA):  # gathered[r, c, n, i] = x_u[3i + r], zeros past the input
+                start = origin + r * dilation
+                source = xp[n0:n1, :, start : start + TILE * dilation * spread : TILE * dilation]
+                got = source.shape[-1]
+                np.copyto(gathered[r, :, :, :got], source.transpose(1, 0, 2))
+                gathered[r, :, :, got:] = 0
+            transformed = transformed_buffer[: ALPHA * c_in * nw * spread].reshape(ALPHA, c_in, nw, spread)
+            np.matmul(input_transform, gathered.reshape(ALPHA, -1), out=transformed.reshape(ALPHA, -1))
+            for g in range(groups):
+                mine = transformed[:, g * cg_in : (g + 1) * cg_in]  # (5, Cg_in, nw, spread)
+                if count == 1:
+                    columns = mine.reshape(ALPHA, cg_in, nw * spread)
+                else:  # columns[i, p*Cg_in + c, (n, tile)] = mine[i, c, n, tile + p]
+                    columns = columns_buffer[: ALPHA * count * cg_in * nw * tiles].reshape(ALPHA, count, cg_in, nw, tiles)
+                    for p in range(count):
+                        np.copyto(columns[:, p], mine[:, :, :, p : p + tiles])
+                    columns = columns.reshape(ALPHA, count * cg_in, nw * tiles)
+                products = products_buffer[: ALPHA * cg_out * nw * tiles].reshape(ALPHA, cg_out * nw * tiles)
+                np.matmul(u_all[:, g], columns, out=products.reshape(ALPHA, cg_out, nw * tiles))
+                result = outputs_buffer[: TILE * cg_out * nw * tiles].reshape(TILE, cg_out * nw * tiles)
+                np.matmul(output_transform, products, out=result)
+                result = result.reshape(TILE, cg_out, nw, tiles)
+                for j in range(TILE):  # outputs q = 3*tile + j, for the q < steps
+                    valid = -(-(steps - j) // TILE)
+                    if valid <= 0:
+                        continue
+                    first = t0 + u + j * classes.count
+                    target = out[n0:n1, g * cg_out : (g + 1) * cg_out, first : t1 : TILE * classes.count]
+                    np.copyto(target, result[j, :, :, :valid].transpose(1, 0, 2))
 
     run_windows(blocks, work, parallel=False)
     return out
