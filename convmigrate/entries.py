@@ -18,7 +18,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -39,7 +39,6 @@ ChunkSource = Callable[[], Iterable[memoryview]]
 Extent = tuple["InputFile", int, int]
 
 
-@runtime_checkable
 class ByteSource(Protocol):
     """How a tensor's bytes are reached. Byte positions count from the tensor's first byte.
 
@@ -117,7 +116,8 @@ class TensorEntry:
     source: ByteSource = field(repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.source, ByteSource):
+        # hasattr, not isinstance(ByteSource): a runtime Protocol check costs ~40 us per entry.
+        if not hasattr(self.source, "pieces"):
             object.__setattr__(self, "source", MemoryBytes(self.source))
 
     @property

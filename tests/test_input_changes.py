@@ -121,3 +121,29 @@ def test_inspect_of_an_input_truncated_while_hashing_is_an_error_not_a_signal(tm
                            env={**os.environ, "COLUMNS": "200"})
     assert child.returncode == 2, (child.returncode, child.stderr)
     assert child.stderr.count("\n") == 1 and "changed while it was read" in child.stderr, child.stderr
+
+
+# A child that truncates its own input just as the verification thread starts reading the
+# original's conv weights (and before the writer reads them): both reads fail, and the user
+# reads one line (a thread's exception would print its traceback too).
+TRUNCATE_WHILE_MIGRATING = """
+import os, sys
+from convmigrate.cli.app import app
+from convmigrate.verify import runner
+path = sys.argv[1]
+real = runner.BackgroundVerification.start
+def start(self):
+    os.truncate(path, os.path.getsize(path) // 2)
+    real(self)
+runner.BackgroundVerification.start = start
+app(["torch2ms", path, "-o", sys.argv[2]], prog_name="convmigrate")
+"""
+
+
+def test_torch2ms_of_an_input_truncated_while_verifying_is_one_line_and_leaves_nothing(tmp_path):
+    source = model(tmp_path / "model.pt", Format.TORCH)
+    child = subprocess.run([sys.executable, "-c", TRUNCATE_WHILE_MIGRATING, str(source), str(tmp_path / "out.ckpt")],
+                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert child.returncode == 2, (child.returncode, child.stderr)
+    assert child.stderr.count("\n") == 1 and "changed while it was read" in child.stderr, child.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

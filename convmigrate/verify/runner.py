@@ -78,9 +78,14 @@ class BackgroundVerification:
     ) -> None:
         self.verifier = _Verifier(plan, original, layers or {}, tolerance, seed)
         self.stopping = threading.Event()
-        self.thread = threading.Thread(
-            target=self.verifier.prepare, args=(self.stopping,), name="convmigrate-verify-original", daemon=True
-        )
+        self.failure: BaseException | None = None  # raised by finish(), in the caller's thread
+        self.thread = threading.Thread(target=self._prepare, name="convmigrate-verify-original", daemon=True)
+
+    def _prepare(self) -> None:
+        try:
+            self.verifier.prepare(self.stopping)
+        except BaseException as exc:  # noqa: BLE001 - kept for finish(): a thread would print a traceback
+            self.failure = exc
 
     def start(self) -> None:
         self.thread.start()
@@ -94,6 +99,8 @@ class BackgroundVerification:
     def finish(self, converted: Checkpoint) -> Verification:
         if self.thread.is_alive():
             self.thread.join()  # the same work run() would otherwise do, already under way
+        if self.failure is not None:
+            raise self.failure  # e.g. the original changed while its weights were read
         return self.verifier.run(converted)
 
 
