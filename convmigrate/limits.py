@@ -46,6 +46,11 @@ LAYER_CHECK_MAX_ELEMENTS = 1 << 24
 COMPARE_MAX_INPUT_BYTES = 1 * GiB
 COMPARE_MAX_INPUT_ARRAYS = 256
 COMPARE_MAX_RECORDED_BYTES = 2 * GiB
+ZIP_MAX_DIRECTORY_BYTES = 64 * MiB
+ZIP_MAX_RECORDS = 1 << 20
+TORCH_MAX_PICKLE_BYTES = 256 * MiB
+TORCH_MAX_SMALL_RECORD = 4 * KiB
+ZIP_MAX_INFLATED_BYTES = 1 * GiB
 
 # torch pickles (formats/pickle_reader.py, state_dict.py): each bounds what a pickle may build.
 PICKLE_MAX_NESTING = 1000
@@ -138,6 +143,17 @@ LIMITS: tuple[Limit, ...] = (
           "so 1 MiB viewed by 1 000 tensors would write 1 GB. torch.load has no bound (it shares in memory)"),
     Limit("TORCH_OUTPUT_SLACK", TORCH_OUTPUT_SLACK, "tensor bytes a torch file may give beyond TORCH_OUTPUT_MAX_RATIO "
           "times its size", "lets small files hold an expanded (stride 0) tensor or two"),
+    Limit("ZIP_MAX_DIRECTORY_BYTES", ZIP_MAX_DIRECTORY_BYTES, "the central directory of a .pt zip archive (read whole)",
+          "torch.save writes ~100 bytes per tensor (6 MB for 60 000 tensors); miniz reads any size into memory"),
+    Limit("ZIP_MAX_RECORDS", ZIP_MAX_RECORDS, "records in a .pt zip archive",
+          "one record per storage: a million is far beyond any model; miniz allows 4 billion"),
+    Limit("TORCH_MAX_PICKLE_BYTES", TORCH_MAX_PICKLE_BYTES, "the data.pkl record of a .pt, stored or inflated",
+          "the pickle holds names, shapes and small values (~100 bytes per tensor); torch inflates any size"),
+    Limit("TORCH_MAX_SMALL_RECORD", TORCH_MAX_SMALL_RECORD, "the version and byteorder records of a .pt",
+          "torch.save writes 2 and 6 bytes; torch reads any size (a 1 GB 'version' of '3' and junk loads)"),
+    Limit("ZIP_MAX_INFLATED_BYTES", ZIP_MAX_INFLATED_BYTES, "the deflate-compressed tensor records of a .pt together, inflated",
+          "torch.save never compresses; torch.load inflates each record whole into memory (we stream them), "
+          "so a 1 MB file of deflated zeros could claim 1 GB"),
 )
 
 
@@ -226,6 +242,28 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "no checkpoint needs them; each is a way to make the reader's work or memory outgrow the file"),
     Deviation("torch.save", "a quantized, sparse, nested or meta tensor in the state dict", "builds it",
               "refuses the file, naming the tensor and its kind", "only dense tensors convert to the other formats"),
+    # torch.save's zip container: checked by tests/test_torch_zip_differential.py, against torch.load(weights_only=True).
+    Deviation("torch.save zip", "duplicate record names", "reads one of them (the first data/0, but the second "
+              "data.pkl: miniz's binary search; names compared ignoring case)", "refuses the file",
+              "two readers of one file would see different tensors; torch.save never writes duplicates"),
+    Deviation("torch.save zip", "a local header that disagrees with the central directory (name or method)",
+              "uses the central directory and ignores the local header", "refuses the file",
+              "zip tools disagree on which to trust (Python's zipfile refuses a name mismatch)"),
+    Deviation("torch.save zip", "records that overlap", "reads them (one storage's bytes serve another)",
+              "refuses the file", "overlapping records are how zip bombs multiply their output"),
+    Deviation("torch.save zip", "bytes between the central directory and the end record, or a directory shorter than "
+              "the end record's count", "reads the records it finds", "refuses the file",
+              "no zip writer produces them; they hide data from some readers and not others"),
+    Deviation("torch.save zip", "a deflated record whose CRC-32 does not match", "reads it (miniz's CRC checks are "
+              "off in torch)", "refuses the file", "the bytes are inflated anyway: the check is free"),
+    Deviation("torch.save zip", "deflated records", "inflates them whole into memory, and torch.load(mmap=True) "
+              "reads them raw (wrong tensors)", "inflates them on demand, in pieces, up to ZIP_MAX_INFLATED_BYTES",
+              "torch.save never compresses, but re-zipped files exist"),
+    Deviation("torch.save zip", "a stored record whose CRC-32 does not match", "reads it", "reads it too",
+              "checking would read every byte once more (+0.5 s on 2 GB); the same bytes as torch"),
+    Deviation("torch.save zip", "byteorder 'big' with an untyped storage of a multi-byte dtype (uint16/32/64)",
+              "does not swap it (it swaps storages by their own dtype, uint8 for an untyped one)",
+              "refuses the file", "the tensor torch returns is byte-swapped; neither reading is what was saved"),
 )
 
 

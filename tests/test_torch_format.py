@@ -219,7 +219,7 @@ def test_whole_pickled_module_is_read_without_running_it(tmp_path: Path, read_to
 @pytest.mark.parametrize(
     "content, problem",
     [
-        (b"PK\x03\x04" + b"\0" * 40, "torch.load cannot read it|damaged zip"),  # a broken zip
+        (b"PK\x03\x04" + b"\0" * 40, "damaged zip archive: no zip end record"),  # a broken zip
         (pickle.dumps([1, 2, 3], protocol=2), "torch.load cannot read it|lacks torch's magic number"),  # a pickle, not torch's
     ],
 )

@@ -18,7 +18,6 @@ Python's or torch's unpickler) never reaches torch.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 from convmigrate.entries import Checkpoint
@@ -53,7 +52,7 @@ def read_torch(path: Path, *, trust_pickle: bool = False, select: str | None = N
     """
     path = Path(path)
     with open(path, "rb") as stream:  # a zip by its first bytes, even when its directory is damaged
-        zipped = stream.read(len(ZIP_MAGIC)) in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or zipfile.is_zipfile(stream)
+        zipped = stream.read(len(ZIP_MAGIC)) in (ZIP_MAGIC, EMPTY_ZIP_MAGIC)
     if not trust_pickle:
         return read_torch_zip(path, select=select) if zipped else read_torch_legacy(path, select=select)
     torch_load = require("convmigrate.formats.torch_load", "torch", "--trust-pickle")

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import warnings
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats.state_dict import Objects, check_output_size, find_state_dict, plain_value, state_dict_notes
+from convmigrate.formats.torch_zip import EMPTY_ZIP_MAGIC, ZIP_MAGIC, maps_in_place
 from convmigrate.vocab import DTYPES, Format
 
 
@@ -39,10 +39,11 @@ def _load(path: Path, notes: list[str]) -> object:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with open(path, "rb") as stream:  # a file object: judged by content, whatever its name
-                zipped = zipfile.is_zipfile(stream)
+                zipped = stream.read(len(ZIP_MAGIC)) in (ZIP_MAGIC, EMPTY_ZIP_MAGIC)
                 stream.seek(0)
                 if zipped:
-                    loaded = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+                    # mmap=True would read a deflated record raw (wrong tensors): only where they lie as they are.
+                    loaded = torch.load(str(path), map_location="cpu", weights_only=False, mmap=maps_in_place(path))
                 else:
                     notes.append("legacy (pre-1.6) torch.save format: tensors were read into memory, not mapped")
                     loaded = torch.load(stream, map_location="cpu", weights_only=False)

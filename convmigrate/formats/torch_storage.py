@@ -1,7 +1,9 @@
 """Tensor entries served from the torch storages of an input file.
 
-Both torch.save containers keep each storage's raw little-endian bytes in one piece of the file:
-a zip record `data/<key>` (torch >= 1.6) or a stretch after the pickles (the legacy format).
+Both torch.save containers keep each storage's raw bytes in one piece of the file: a zip record
+`data/<key>` (torch >= 1.6) or a stretch after the pickles (the legacy format). Where they lie
+as they are, a storage is (offset, size) in the file; a zip record that is deflated or
+big-endian is a `StorageBytes` (torch_zip) that inflates or swaps them.
 Given where each storage lies, the state dict's tensor records become lazy `TensorEntry`s read
 with pread (formats/input_file.py): a contiguous tensor is a span of the file (kernel copies
 work on it); a view that is not (transposed, strided, expanded) or a negated one (torch's neg
@@ -13,9 +15,11 @@ exists, and the tensors' total size against the file's (`state_dict.check_output
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from convmigrate.entries import Checkpoint, MemoryBytes, TensorEntry
+from convmigrate.entries import ByteSource, Checkpoint, MemoryBytes, TensorEntry
 from convmigrate.errors import UnreadableCheckpointError
 from convmigrate.formats.input_file import InputFile
 from convmigrate.formats.pickle_reader import PickleError, TensorRecord
@@ -23,30 +27,55 @@ from convmigrate.formats.state_dict import StateDict, check_output_size, inert_e
 from convmigrate.vocab import Format
 
 
-def _gathered(file: InputFile, tensor: TensorRecord, offset: int, length: int) -> Callable[[], Iterable[memoryview]]:
+class StorageBytes(Protocol):
+    """Where one storage's bytes are: their size, and a source for a range of them."""
+
+    size: int
+
+    def source(self, name: str, tensor: TensorRecord, first: int, length: int) -> ByteSource:
+        """Bytes [first, first + length) of `tensor`'s storage (`name` for messages)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileStorage:
+    """A storage whose bytes lie as they are in `file`, from `offset`."""
+
+    file: InputFile
+    offset: int
+    size: int
+
+    def source(self, name: str, tensor: TensorRecord, first: int, length: int) -> ByteSource:
+        return self.file.spans([(self.offset + first, length)] if length else [])
+
+
+def _gathered(span: ByteSource, tensor: TensorRecord, length: int) -> Callable[[], Iterable[memoryview]]:
     """A view's own elements: its span read and gathered on first use, then kept (its size is
     bounded with the file's, see check_output_size)."""
     kept: list[memoryview] = []
 
     def produce() -> Iterable[memoryview]:
         if not kept:
-            kept.append(tensor.own_bytes(file.spans([(offset, length)] if length else []).read(0, length)))
+            kept.append(tensor.own_bytes(span.read(0, length)))
         return kept
 
     return produce
 
 
-def storage_checkpoint(path: Path, state: StateDict, storages: Mapping[str, tuple[int, int]], file: InputFile,
-                       where: Callable[[str], str] = lambda key: f"storage {key!r}") -> Checkpoint:
+def storage_checkpoint(path: Path, state: StateDict, storages: Mapping[str, tuple[int, int] | StorageBytes],
+                       file: InputFile, where: Callable[[str], str] = lambda key: f"storage {key!r}") -> Checkpoint:
     """The checkpoint of `state`, its tensors served from `storages` (key -> (offset, size) in
-    `file`, which the checkpoint closes). `where(key)` names a storage in messages."""
+    `file`, or a `StorageBytes`), `file` closed with the checkpoint. `where(key)` names a storage
+    in messages."""
 
     def tensor_entry(name: str, tensor: TensorRecord) -> TensorEntry:
         storage = tensor.storage
         location = storages.get(storage.key)
         if location is None:
-            raise UnreadableCheckpointError(path, f"tensor {name!r}: {where(storage.key)} is missing (or compressed)")
-        start, size = location
+            raise UnreadableCheckpointError(path, f"tensor {name!r}: {where(storage.key)} is missing")
+        if isinstance(location, tuple):
+            location = FileStorage(file, *location)
+        size = location.size
         claimed = storage.numel * storage.itemsize
         if size < claimed:
             raise UnreadableCheckpointError(
@@ -57,9 +86,9 @@ def storage_checkpoint(path: Path, state: StateDict, storages: Mapping[str, tupl
         except PickleError as exc:
             raise UnreadableCheckpointError(path, f"tensor {name!r}: {exc}") from None
         if tensor.contiguous() and not tensor.negative:
-            source = file.spans([(start + first, tensor.nbytes)] if tensor.nbytes else [])
-            return TensorEntry(name, tensor.dtype, tensor.shape, source)
-        return TensorEntry(name, tensor.dtype, tensor.shape, MemoryBytes(_gathered(file, tensor, start + first, stop - first)))
+            return TensorEntry(name, tensor.dtype, tensor.shape, location.source(name, tensor, first, tensor.nbytes))
+        span = location.source(name, tensor, first, stop - first)
+        return TensorEntry(name, tensor.dtype, tensor.shape, MemoryBytes(_gathered(span, tensor, stop - first)))
 
     try:
         entries = inert_entries(path, state, tensor_entry)
@@ -72,4 +101,4 @@ def storage_checkpoint(path: Path, state: StateDict, storages: Mapping[str, tupl
     return checkpoint
 
 
-__all__ = ["storage_checkpoint"]
+__all__ = ["storage_checkpoint", "StorageBytes", "FileStorage"]

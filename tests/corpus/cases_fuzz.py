@@ -21,10 +21,10 @@ def torch_zip(path: Path, data_pkl: bytes, **member: bytes) -> Path:
     return path
 
 
-@register("fuzz", "a zip entry that needs zip version 25.5 (zipfile raised NotImplementedError)", r"is a damaged zip")
+@register("fuzz", "a zip entry that needs zip version 25.5 (zipfile raised NotImplementedError)", r"is a damaged zip|the pickle is damaged")
 def zip_version(folder: Path) -> Path:
     """Found by the torch-zip target: "version needed to extract" 255 in the central directory
-    ("unexpected NotImplementedError"); now a damaged zip, in one line."""
+    ("unexpected NotImplementedError"); miniz ignores the field, as we do: the damaged pickle, in one line."""
     path = torch_zip(folder / "zipver.pt", b"\x80\x02damaged")
     data = bytearray(path.read_bytes())
     central = data.index(b"PK\x01\x02")
