@@ -51,6 +51,9 @@ ZIP_MAX_RECORDS = 1 << 20
 TORCH_MAX_PICKLE_BYTES = 256 * MiB
 TORCH_MAX_SMALL_RECORD = 4 * KiB
 ZIP_MAX_INFLATED_BYTES = 1 * GiB
+NEMO_MAX_MEMBERS = 10_000
+NEMO_MAX_HEADER_BYTES = 1 * MiB
+NEMO_MAX_INFLATE_RATIO = 32
 
 # torch pickles (formats/pickle_reader.py, state_dict.py): each bounds what a pickle may build.
 PICKLE_MAX_NESTING = 1000
@@ -154,6 +157,12 @@ LIMITS: tuple[Limit, ...] = (
     Limit("ZIP_MAX_INFLATED_BYTES", ZIP_MAX_INFLATED_BYTES, "the deflate-compressed tensor records of a .pt together, inflated",
           "torch.save never compresses; torch.load inflates each record whole into memory (we stream them), "
           "so a 1 MB file of deflated zeros could claim 1 GB"),
+    Limit("NEMO_MAX_MEMBERS", NEMO_MAX_MEMBERS, "members of a .nemo tar archive",
+          "NeMo writes a config, the weights and a few tokenizer files; tarfile allows any number"),
+    Limit("NEMO_MAX_HEADER_BYTES", NEMO_MAX_HEADER_BYTES, "one pax or GNU long-name header in a .nemo",
+          "real ones hold a name or a few times; tarfile reads any claimed size into memory"),
+    Limit("NEMO_MAX_INFLATE_RATIO", NEMO_MAX_INFLATE_RATIO, "a gzipped .nemo inflated, as a multiple of its size",
+          "float weights barely compress (gzip: ~1.1x), text ~4x; bounds the inflating time and the temporary file"),
 )
 
 

@@ -124,6 +124,7 @@ class Format(str, enum.Enum):
     SAFETENSORS = "safetensors"  # plain safetensors (single file or a sharded index)
     MS_SAFETENSORS = "ms-safetensors"  # safetensors with metadata {"format": "ms"}
     TORCH = "pt"  # torch.save: zip (PyTorch >= 1.6) or legacy pickle
+    NEMO = "nemo"  # a NeMo model archive: a tar (plain or gzipped) holding a torch.save zip
     CKPT = "ckpt"  # MindSpore protobuf checkpoint (mindspore.save_checkpoint)
 
     @property
@@ -159,6 +160,10 @@ FORMATS: dict[Format, FormatSpec] = {
     Format.TORCH: FormatSpec(
         Framework.TORCH, (".pt", ".pth", ".bin"), "convmigrate.formats.torch_file:read_torch",
         "convmigrate.formats.torch_write:write_torch", "convmigrate.formats.torch_file:sniff", label="torch.save",
+    ),
+    Format.NEMO: FormatSpec(
+        Framework.TORCH, (".nemo",), "convmigrate.formats.nemo:read_nemo", None, "convmigrate.formats.nemo:sniff",
+        label="NeMo archive",
     ),
     Format.CKPT: FormatSpec(
         Framework.MINDSPORE, (".ckpt",), "convmigrate.formats.ckpt:read_ckpt", "convmigrate.formats.ckpt:write_ckpt",

@@ -25,6 +25,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -240,4 +241,12 @@ def open_input(path: Path) -> InputFile:
     return InputFile(path, _Descriptor(fd), Identity.of(status))
 
 
-__all__ = ["InputFile", "FileSpans", "open_input"]
+def open_temporary(path: Path, handle: BinaryIO) -> InputFile:
+    """A temporary file of ours as an InputFile whose errors name `path` (the archive it came from).
+
+    The InputFile keeps its own descriptor (a dup): the caller may close `handle` at once."""
+    fd = os.dup(handle.fileno())
+    return InputFile(Path(path), _Descriptor(fd), Identity.of(os.fstat(fd)))
+
+
+__all__ = ["InputFile", "FileSpans", "open_input", "open_temporary"]
