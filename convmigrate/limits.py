@@ -160,7 +160,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("NEMO_MAX_MEMBERS", NEMO_MAX_MEMBERS, "members of a .nemo tar archive",
           "NeMo writes a config, the weights and a few tokenizer files; tarfile allows any number"),
     Limit("NEMO_MAX_HEADER_BYTES", NEMO_MAX_HEADER_BYTES, "one pax or GNU long-name header in a .nemo",
-          "real ones hold a name or a few times; tarfile reads any claimed size into memory"),
+          "real ones hold a long name or a few timestamps; tarfile reads any claimed size into memory"),
     Limit("NEMO_MAX_INFLATE_RATIO", NEMO_MAX_INFLATE_RATIO, "a gzipped .nemo inflated, as a multiple of its size",
           "float weights barely compress (gzip: ~1.1x), text ~4x; bounds the inflating time and the temporary file"),
 )
