@@ -19,6 +19,7 @@ import torch
 
 from convmigrate.formats import open_checkpoint
 from convmigrate.vocab import Format
+from tests.test_nemo_without_torch import nemo_archive as archive_around
 
 
 def state() -> dict[str, torch.Tensor]:
@@ -34,16 +35,8 @@ def state() -> dict[str, torch.Tensor]:
 
 
 def nemo_archive(folder: Path, mode: str, tar_format: int = tarfile.GNU_FORMAT) -> Path:
-    """What NeMo's save_to writes: the model folder added to a tar as "."."""
-    model = folder / "model"
-    model.mkdir(exist_ok=True)
-    torch.save(state(), model / "model_weights.ckpt")
-    (model / "model_config.yaml").write_text("encoder:\n  feat_in: 80\n")
-    (model / "tokenizer.model").write_bytes(b"\x00sentencepiece" * 50)
-    path = folder / f"asr{'.gz' if 'gz' in mode else ''}.nemo"
-    with tarfile.open(path, mode, format=tar_format) as tar:
-        tar.add(model, arcname=".")
-    return path
+    """What NeMo's save_to writes, around a torch.save of state()."""
+    return archive_around(folder, mode, tar_format, lambda path: torch.save(state(), path))
 
 
 def torch_bytes(tensor: torch.Tensor) -> bytes:

@@ -47,6 +47,8 @@ class Target(str, enum.Enum):
 
 MindSporeFormat = _format_choices("MindSporeFormat", Framework.MINDSPORE)
 TorchFormat = _format_choices("TorchFormat", Framework.TORCH)
+# convert's --format: every format with a writer (a read-only one, such as .nemo, is no choice).
+WritableFormat = enum.Enum("WritableFormat", {f.name: f.value for f in Format if f.writable}, type=str)
 
 # -- what a command reads ---------------------------------------------------------------------
 _READABLE = ", ".join(dict.fromkeys(e for spec in FORMATS.values() if spec.reader for e in spec.extensions))
@@ -105,7 +107,7 @@ JobsOption = Annotated[
                  "(default: one per core).", min=1, show_default=False),
 ]
 ConvertFormatOption = Annotated[
-    Format | None,
+    WritableFormat | None,
     typer.Option("--format", "-f", help="Output format (default: from -o's extension).", case_sensitive=False,
                  show_default=False),
 ]

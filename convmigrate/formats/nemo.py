@@ -19,14 +19,15 @@ of the stream is read through to check it (a second weights member, a damaged gz
 
 The tar headers are parsed here (ustar, pax and GNU long names), every size checked against
 what the archive holds before anything is read or allocated; tarfile would read a pax header of
-any claimed size into memory. A member that is a link, sparse, named outside the archive (`/x`,
-`../x`), or a second model_weights.ckpt is refused in one line. NeMo's distributed checkpoints
+any claimed size into memory. A weights member that is a link or sparse, a second
+model_weights.ckpt, any member named outside the archive (`/x`, `../x`) or linking outside it
+(`-> /etc/passwd`, `-> ../../x`: nothing is extracted, but such a tar is an attack) is refused
+in one line. NeMo's distributed checkpoints
 (a `model_weights/` folder of shards) are not read.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import shutil
 import tempfile
@@ -49,6 +50,7 @@ CONFIG = "model_config.yaml"
 _REGULAR = (b"0", b"\0", b"7")  # regular file, old regular file, contiguous file
 _KINDS = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a character device", b"4": "a block device",
           b"5": "a folder", b"6": "a FIFO", b"S": "a sparse file", b"M": "a multi-volume part", b"V": "a volume label"}
+_LINKS = (b"1", b"2")  # hard link, symbolic link
 _COPY_BYTES = 4 * 1024 * 1024
 
 
@@ -58,6 +60,7 @@ class Member:
     kind: bytes  # the typeflag
     size: int
     data_offset: int  # in the (inflated) tar stream
+    link: str = ""  # a link's target
 
     @property
     def path(self) -> str:
@@ -194,6 +197,9 @@ def _members(tar: _Tar) -> Iterator[Member]:
                 size = int(pending.pop("size"))
             except ValueError:
                 raise _Bad(f"member {text!r}: a pax size that is not a number") from None
+            if size < 0:
+                raise _Bad(f"member {text!r}: a negative pax size")
+        link = pending.pop("linkpath", None) or header[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         metadata = kind in (b"x", b"g", b"L", b"K")  # for the next member (g: for the whole archive)
         if metadata and size > NEMO_MAX_HEADER_BYTES:
             raise _Bad(f"an extended header of {size:,} bytes exceeds NEMO_MAX_HEADER_BYTES ({NEMO_MAX_HEADER_BYTES:,})")
@@ -207,25 +213,39 @@ def _members(tar: _Tar) -> Iterator[Member]:
                 pending = _pax(data)
             elif kind == b"L":
                 pending["path"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                pending["linkpath"] = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             continue
         pending = {}
-        yield Member(text, kind, size, at + BLOCK)
+        yield Member(text, kind, size, at + BLOCK, link)
         tar.skip_to(end)  # past whatever of its data the caller did not take
 
 
-def _check_name(member: Member) -> None:
-    parts = PurePosixPath(member.name).parts
-    if member.name.startswith("/") or ".." in parts:
-        raise _Bad(f"member {member.name!r} names a path outside the archive")
+def _escapes(folder: tuple[str, ...], target: str) -> bool:
+    """Whether `target`, taken from inside `folder`, names a path outside the archive."""
+    if target.startswith("/"):
+        return True
+    depth = len(folder)
+    for part in PurePosixPath(target).parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
 
 
 def _is_weights(member: Member) -> bool:
-    _check_name(member)
-    if member.path != WEIGHTS:
-        return False
-    if member.kind not in _REGULAR:
+    """Whether `member` is the weights; every member's name (and a link's target) checked on the way."""
+    if _escapes((), member.name):
+        raise _Bad(f"member {member.name!r} names a path outside the archive")
+    if member.path == WEIGHTS and member.kind not in _REGULAR:
         raise _Bad(f"its {WEIGHTS} is {_KINDS.get(member.kind, f'of tar type {member.kind!r}')}, not a regular file")
-    return True
+    if member.kind in _LINKS:
+        # Never followed here; but a link leaving the archive is how a tar attacks whoever extracts
+        # it (a symbolic link's target counts from its folder, a hard link's from the top).
+        folder = PurePosixPath(member.path).parent.parts if member.kind == b"2" else ()
+        if _escapes(tuple(p for p in folder if p != "."), member.link):
+            raise _Bad(f"member {member.name!r} links to {member.link!r}, outside the archive")
+    return member.path == WEIGHTS
 
 
 def _found(weights: list[Member], names: set[str]) -> Member:
@@ -248,25 +268,58 @@ def _read_plain(path: Path, file: InputFile) -> tuple[InputFile, list[str]]:
     return file.window(member.data_offset, member.size), sorted(names)
 
 
-class _FileReader(io.RawIOBase):
-    """An InputFile as a sequential stream for gzip (reads checked like every other read)."""
+class _Gunzip(io.RawIOBase):
+    """A gzipped InputFile inflated as a stream, by zlib alone (headers, CRC-32 and length checked
+    in C): Python's gzip module reads a member's name one byte at a time in Python, so a header
+    with a 1 GB unterminated name took ~2 s per MB. Members follow each other as gzip allows;
+    zero padding after the last is skipped (as gzip does); anything else is a damaged stream."""
 
     def __init__(self, file: InputFile) -> None:
         self.file, self.position = file, 0
+        self.inflater: zlib._Decompress | None = None
+        self.pending = b""  # input read but not inflated yet
 
     def readable(self) -> bool:
         return True
 
+    def _input(self) -> bytes:
+        if self.pending:
+            data, self.pending = self.pending, b""
+            return data
+        data = self.file.read_at(self.position, min(_COPY_BYTES, self.file.size - self.position))
+        self.position += len(data)
+        return data
+
+    def _next_member(self) -> bool:
+        """Start the next member (False: only zero padding was left)."""
+        while True:
+            data = self._input().lstrip(b"\0")
+            if data:
+                self.pending, self.inflater = data, zlib.decompressobj(16 + zlib.MAX_WBITS)
+                return True
+            if self.position >= self.file.size:
+                return False
+
     def readinto(self, buffer) -> int:
-        count = min(len(buffer), self.file.size - self.position)
-        if count > 0:
-            self.file.read_into(self.position, memoryview(buffer).cast("B")[:count])
-            self.position += count
-        return max(0, count)
+        out = memoryview(buffer).cast("B")
+        while True:
+            if self.inflater is None and not self._next_member():
+                return 0
+            assert self.inflater is not None
+            data = self._input()
+            if not data:
+                raise EOFError("it ends before the stream does: truncated")
+            chunk = self.inflater.decompress(data, len(out))
+            self.pending = self.inflater.unconsumed_tail
+            if self.inflater.eof:
+                self.pending, self.inflater = self.inflater.unused_data, None
+            if chunk:
+                out[: len(chunk)] = chunk
+                return len(chunk)
 
 
 def _read_gzipped(path: Path, file: InputFile) -> tuple[InputFile, list[str]]:
-    inflated = gzip.GzipFile(fileobj=io.BufferedReader(_FileReader(file), _COPY_BYTES))
+    inflated = io.BufferedReader(_Gunzip(file), _COPY_BYTES)
     tar = _Tar(None, inflated, NEMO_MAX_INFLATE_RATIO * file.size)
     weights, names = [], set()
     temporary: InputFile | None = None
@@ -324,15 +377,8 @@ def read_nemo(path: Path) -> Checkpoint:
             raise UnreadableCheckpointError(path, f"damaged gzip stream ({exc})") from None
         if gzipped:
             file.close()  # the weights are in the temporary file now
-        try:
-            checkpoint = read_torch_archive(weights, context=f"member {WEIGHTS!r}: ")
-        except BaseException:
-            weights.close()
-            raise
-        if checkpoint is None:
-            weights.close()
-            raise UnreadableCheckpointError(path, f"its {WEIGHTS} holds objects only torch.load can read; "
-                                                  "extract it (tar -xf) and convert the extracted file")
+        # The checkpoint closes `weights` (on an error too): a window of `file`, or the temporary file.
+        checkpoint = read_torch_archive(weights, context=f"member {WEIGHTS!r}: ")
     except BaseException:
         file.close()
         raise
@@ -341,7 +387,6 @@ def read_nemo(path: Path) -> Checkpoint:
     config = CONFIG if CONFIG in names else "no model_config.yaml"
     checkpoint.notes.insert(0, f"NeMo archive{' (gzipped)' if gzipped else ''}: weights from {WEIGHTS} ({how}); "
                                f"the model's config is {config}, not read")
-    checkpoint.add_closer(weights.close)
     return checkpoint
 
 

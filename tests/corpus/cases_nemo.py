@@ -177,7 +177,7 @@ def truncated_gzip(folder: Path) -> Path:
     return path
 
 
-@register("13", "nemo: a gzip stream with a wrong CRC", r"damaged gzip stream \(CRC check failed")
+@register("13", "nemo: a gzip stream with a wrong CRC", r"damaged gzip stream \(.*incorrect data check")
 def gzip_bad_crc(folder: Path) -> Path:
     data = bytearray(gzip.compress(tar_bytes(good_members(folder)), mtime=0))
     data[-8] ^= 1
@@ -199,3 +199,78 @@ def zip_bomb_inside(folder: Path) -> Path:
 @register("13", "nemo: model_weights.ckpt is a sparse file", r"model_weights\.ckpt is a sparse file")
 def sparse_weights(folder: Path) -> Path:
     return nemo(folder, tar_bytes([member("./model_weights.ckpt", kind=tarfile.GNUTYPE_SPARSE)]))
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """"LEN key=value\\n", LEN counting itself."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def pax_member(name: str, data: bytes, headers: dict[str, str], kind: bytes = tarfile.REGTYPE) -> bytes:
+    """One member in pax format whose extended header says `headers` (tarfile would write its own
+    size and link fields over a hostile one), as bytes without the end-of-archive blocks."""
+    records = b"".join(pax_record(key, value) for key, value in headers.items())
+    extended = tarfile.TarInfo("././@PaxHeader")
+    extended.type, extended.size = tarfile.XHDTYPE, len(records)
+    info, _ = member(name, data, kind)
+    padding = lambda n: bytes(-n % 512)  # noqa: E731
+    return (extended.tobuf(tarfile.USTAR_FORMAT) + records + padding(len(records))
+            + info.tobuf(tarfile.USTAR_FORMAT) + data + padding(len(data)))
+
+
+@register("13", "nemo: a pax header giving model_weights.ckpt a negative size", r"a negative pax size")
+def pax_negative_size(folder: Path) -> Path:
+    return nemo(folder, pax_member("./model_weights.ckpt", weights(folder), {"size": "-512"}) + bytes(1024))
+
+
+@register("13", "nemo: a pax header giving model_weights.ckpt 10 GB, past the end", r"claims 10,000,000,000 bytes at byte 1,536, past the end")
+def pax_size_past_the_end(folder: Path) -> Path:
+    return nemo(folder, pax_member("./model_weights.ckpt", weights(folder), {"size": "10000000000"}) + bytes(1024))
+
+
+@register("13", "nemo: a plain tar whose weights claim 2^80 bytes (GNU base-256)", r"claims 1,208,925,819,614,629,174,706,176 bytes")
+def base256_size_past_the_end(folder: Path) -> Path:
+    size = b"\x80" + (1 << 80).to_bytes(11, "big")
+    return nemo(folder, with_header(tar_bytes(good_members(folder)), "./model_weights.ckpt", {(124, 136): size}))
+
+
+@register("13", "nemo: a symbolic link to /etc/passwd beside the weights", r"member '\./tokenizer\.model' links to '/etc/passwd', outside the archive")
+def symlink_outside(folder: Path) -> Path:
+    return nemo(folder, tar_bytes([*good_members(folder), member("./tokenizer.model", kind=tarfile.SYMTYPE, link="/etc/passwd")]))
+
+
+@register("13", "nemo: a symbolic link climbing out of its folder", r"member '\./vocab/spm\.model' links to '\.\./\.\./\.ssh/id_rsa', outside the archive")
+def symlink_climbing(folder: Path) -> Path:
+    return nemo(folder, tar_bytes([member("./vocab/spm.model", kind=tarfile.SYMTYPE, link="../../.ssh/id_rsa"), *good_members(folder)]),
+                gzipped=True)
+
+
+@register("13", "nemo: a hard link to ../secret (pax linkpath)", r"member '\./tokenizer\.model' links to '\.\./secret', outside the archive")
+def hardlink_outside(folder: Path) -> Path:
+    return nemo(folder, pax_member("./tokenizer.model", b"", {"linkpath": "../secret"}, tarfile.LNKTYPE)
+                + tar_bytes(good_members(folder)))
+
+
+@register("13", "nemo: a GNU long name climbing out of the archive", r"member '\./(a/){50}(\.\./){51}model_weights\.ckpt' names a path outside")
+def gnu_long_name_outside(folder: Path) -> Path:
+    return nemo(folder, tar_bytes([member("./model_config.yaml", CONFIG),
+                                   member("./" + "a/" * 50 + "../" * 51 + "model_weights.ckpt", weights(folder))]))
+
+
+@register("13", "nemo: junk after the gzip stream", r"damaged gzip stream")
+def gzip_trailing_junk(folder: Path) -> Path:
+    path = nemo(folder, tar_bytes(good_members(folder)), gzipped=True)
+    path.write_bytes(path.read_bytes() + b"\x1f\x8bjunk")
+    return path
+
+
+@register("13", "nemo: a second gzip member whose name never ends (20 MiB)", r"damaged gzip stream \(it ends before the stream does")
+def gzip_endless_name(folder: Path) -> Path:
+    """Python's gzip module reads a member's name one byte at a time (38 s for these 20 MiB)."""
+    path = nemo(folder, tar_bytes(good_members(folder)), gzipped=True)
+    path.write_bytes(path.read_bytes() + b"\x1f\x8b\x08\x08\0\0\0\0\x02\xff" + b"A" * (20 << 20))
+    return path
