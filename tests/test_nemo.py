@@ -103,3 +103,19 @@ def test_nemo_is_read_only(cli, tmp_path):
     result = cli("convert", source, "-o", tmp_path / "out.nemo")
     assert result.exit_code == 2
     assert "error:" in result.stderr and "out.nemo" in result.stderr
+
+
+def test_select_chooses_a_state_dict_in_a_nemo_and_trust_pickle_is_refused(cli, tmp_path):
+    """model_weights.ckpt is a torch.save file: --select works on it as on any; --trust-pickle
+    (torch.load) cannot run inside an archive, so it says what to do instead of being ignored."""
+    tables = {"model": state(), "ema": {name: tensor + 1 for name, tensor in state().items()}}
+    path = archive_around(tmp_path, "w", tarfile.GNU_FORMAT, lambda weights: torch.save(tables, weights))
+    result = cli("inspect", path, "--select", "ema", "--json")
+    assert result.exit_code == 0, result.stderr
+    with open_checkpoint(path, select="ema") as checkpoint:
+        for entry in checkpoint.tensors():
+            assert entry.raw_bytes() == torch_bytes(tables["ema"][entry.name]), entry.name
+    missing = cli("inspect", path, "--select", "generator")
+    assert missing.exit_code == 2 and "ema" in missing.stderr and "model" in missing.stderr
+    trusted = cli("inspect", path, "--trust-pickle")
+    assert trusted.exit_code == 2 and "extract its model_weights.ckpt" in trusted.stderr

@@ -36,6 +36,9 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, select: str | Non
     that code builds, and that you trust; needs the torch extra).
     """
     path = Path(path)
+    if is_sharded(path) and select is not None:
+        raise UsageError(f"--select {select}: {path} is a sharded model, whose index maps one flat state dict; "
+                         "--select chooses among the state dicts of a torch.save file")
     if is_sharded(path) and not weights_name(path).name.endswith(".safetensors"):
         from convmigrate.formats.shards import read_sharded
 
@@ -45,6 +48,11 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, select: str | Non
     assert reader is not None, f"{fmt} is detected but has no reader"
     if fmt is Format.TORCH:
         return load(reader)(path, trust_pickle=trust_pickle, select=select)
+    if fmt is Format.NEMO:
+        if trust_pickle:
+            raise UsageError(f"--trust-pickle: {path} is a NeMo archive, which convmigrate reads only inertly; "
+                             "extract its model_weights.ckpt (tar -xf) and pass that file")
+        return load(reader)(path, select=select)
     if select is not None:
         raise UsageError(f"--select {select}: {path} is a {fmt.spec.label} file, which holds one flat state dict; "
                          "--select chooses among the state dicts of a torch.save file")

@@ -356,8 +356,9 @@ def _inflate_to_temporary(path: Path, tar: _Tar, member: Member) -> InputFile:
         handle.close()  # open_temporary keeps its own descriptor
 
 
-def read_nemo(path: Path) -> Checkpoint:
+def read_nemo(path: Path, *, select: str | None = None) -> Checkpoint:
     """Open a NeMo archive's weights (model_weights.ckpt) lazily, in place where the tar is plain.
+    `select` chooses the state dict, as for a torch.save file (model_weights.ckpt is one).
 
     Example:
         >>> with read_nemo(Path("asr.nemo")) as checkpoint:                  # doctest: +SKIP
@@ -378,7 +379,7 @@ def read_nemo(path: Path) -> Checkpoint:
         if gzipped:
             file.close()  # the weights are in the temporary file now
         # The checkpoint closes `weights` (on an error too): a window of `file`, or the temporary file.
-        checkpoint = read_torch_archive(weights, context=f"member {WEIGHTS!r}: ")
+        checkpoint = read_torch_archive(weights, select=select, context=f"member {WEIGHTS!r}: ")
     except BaseException:
         file.close()
         raise
