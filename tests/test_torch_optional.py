@@ -81,6 +81,9 @@ def test_the_main_job_without_torch(tmp_path: Path, fixture: str) -> None:
     (("inspect", FIXTURES / "tiny_tcn.pt", "--trust-pickle"), "--trust-pickle"),
     (("torch2ms", FIXTURES / "tiny_tcn.pt", "--model", "tests.layer_models:small_encoder", "--dry-run"), "--model"),
     (("layers", "tests.layer_models:small_encoder"), "PyTorch model factory"),
+    (("ms2torch", FIXTURES / "tiny_tcn.pt", "--model", "tests.layer_models:small_encoder", "--dry-run"), "--model"),
+    (("compare", FIXTURES / "tiny_tcn_legacy.pt", "--torch-model", "tests.layer_models:small_encoder",
+      "--ms-model", "tests.layer_models:small_encoder", "--input", "1,4,50"), "compare"),
 ])
 def test_what_needs_torch_names_the_extra(args: tuple, feature: str) -> None:
     result = convmigrate_without_torch(*args)
@@ -89,3 +92,27 @@ def test_what_needs_torch_names_the_extra(args: tuple, feature: str) -> None:
     assert "\n" not in line and "Traceback" not in line, result.stderr
     assert line.startswith("error: ") and feature in line, line
     assert "needs torch, which is not installed: pip install 'convmigrate[torch]'" in line, line
+
+
+def test_layers_json_without_torch(tmp_path: Path) -> None:
+    """A layers JSON is read, translated and used by verify / torch2ms --layers without torch
+    (it once reached torch's meta device: "unexpected ModuleNotFoundError")."""
+    made = convmigrate_without_torch("layers", "torch.nn.Conv1d(2, 8, 3, padding=1)", "--report", tmp_path / "l.json")
+    assert made.returncode == 0, made.stderr
+    document = json.loads((tmp_path / "l.json").read_text())
+    document["layers"][0]["name"] = "stem"  # tiny_tcn.pt's first conv has these hyperparameters
+    (tmp_path / "stem.layers.json").write_text(json.dumps(document))
+    layers = tmp_path / "stem.layers.json"
+    steps = [
+        ("layers", layers),
+        ("torch2ms", FIXTURES / "tiny_tcn.pt", "-o", tmp_path / "m.ckpt", "--layers", layers),
+        ("verify", FIXTURES / "tiny_tcn_legacy.pt", tmp_path / "m.ckpt", "--layers", layers, "--report", tmp_path / "r.json"),
+    ]
+    results = [convmigrate_without_torch(*step) for step in steps]
+    for step, result in zip(steps, results):
+        assert result.returncode == 0, f"{step}: {result.stderr}"
+    translated = results[0].stdout.splitlines()
+    assert translated[0].startswith("stem  Conv1d  torch -> mindspore  exact, verified")
+    assert translated[1] == "mindspore.nn.Conv1d(2, 8, 3, pad_mode='pad', padding=1, has_bias=True)"
+    checked = {layer["name"]: layer for layer in json.loads((tmp_path / "r.json").read_text())["verification"]["layers"]}
+    assert checked["stem"]["passed"]
