@@ -12,6 +12,7 @@ uncertain matches are reported as guesses (errors under `--strict`).
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -459,7 +460,9 @@ class _Planner:
             step.op = Op.FOLD_WEIGHT_NORM if fold else Op.RESHAPE
             step.target_shape = list(want)
         elif not self.options.reference_is_output:
-            self.problem(self.reference_severity(), ProblemCode.SHAPE_MISMATCH, target,
+            # Another number of elements cannot be written in the reference's shape at all.
+            severity = self.reference_severity() if math.prod(want) == math.prod(shape) else Severity.ERROR
+            self.problem(severity, ProblemCode.SHAPE_MISMATCH, target,
                          f"{target}: the reference has {want}, the input gives {shape}")
             step.target_shape = list(want)
         # (verifying: the planned shape stays, and the verification reports the converted one)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
-from convmigrate.plan import Direction, Op, PlanOptions, SourceInfo, build_plan
+from convmigrate.plan import Direction, Op, PlanOptions, Severity, SourceInfo, build_plan
 from convmigrate.rules.user import load_rules
 from convmigrate.vocab import Layout, ProblemCode
 
@@ -161,3 +163,18 @@ def test_created_parameters_follow_the_reference():
     assert plan.problems == []
     created = [s for s in plan.steps if s.op is Op.CREATE]
     assert [(s.target, s.confidence.value) for s in created] == [("bn.num_batches_tracked", "reference")]
+
+
+def test_a_reference_shape_of_another_size_fails_the_plan(cli, tmp_path):
+    """Warnings only would let the writer meet a shape the input's elements cannot fill (it was
+    "unexpected ValueError: cannot view (8, 2, 3) as (4, 2, 5)"): another size is an error."""
+    plan = plan_of(T2M, [("c.weight", (8, 4, 3)), ("d.weight", (2, 6))], reference={"c.weight": (8, 4, 1, 5), "d.weight": (3, 4)})
+    assert {p.name: p.severity for p in plan.problems} == {"c.weight": Severity.ERROR, "d.weight": Severity.WARNING}
+
+    save_file({"stem.weight": np.zeros((8, 2, 3), np.float32)}, tmp_path / "model.safetensors")
+    save_file({"stem.weight": np.zeros((4, 2, 1, 5), np.float32)}, tmp_path / "reference.safetensors")
+    result = cli("torch2ms", tmp_path / "model.safetensors", "-o", tmp_path / "out.ckpt",
+                 "--reference", tmp_path / "reference.safetensors")
+    assert result.exit_code == 1, result.stderr
+    assert "error: stem.weight: the reference has (4, 2, 1, 5), the input gives (8, 2, 3)" in result.stdout + result.stderr
+    assert "unexpected" not in result.stderr and not (tmp_path / "out.ckpt").exists()
