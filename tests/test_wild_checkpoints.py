@@ -179,3 +179,17 @@ def test_select_walks_into_a_whole_model(tmp_path: Path) -> None:
     torch.save({"model": model, "epoch": 1}, tmp_path / "whole.pt")
     with open_checkpoint(tmp_path / "whole.pt", select="model.1") as checkpoint:
         assert [e.name for e in checkpoint.tensors()] == list(model[1].state_dict())
+
+
+def test_a_state_dict_deeper_than_the_search_is_named_with_select(tmp_path: Path, cli) -> None:
+    """The automatic search looks MAX_WRAPPER_DEPTH (3) keys down; the message says how to reach one further down."""
+    model = torch.nn.Conv1d(2, 4, 3)
+    torch.save({"run": {"stage": {"ema": {"model": model.state_dict()}}}, "epoch": 3}, tmp_path / "deep.pt")
+    refused = cli("inspect", tmp_path / "deep.pt")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (
+        f"error: {tmp_path / 'deep.pt'}: holds no tensors within 3 keys (keys: 'run', 'epoch'); "
+        "a state dict further down is read with --select KEY.KEY..., or it is not a model checkpoint")
+    chosen = cli("inspect", tmp_path / "deep.pt", "--select", "run.stage.ema.model", "--json")
+    assert chosen.exit_code == 0, chosen.stderr
+    assert [t["name"] for t in json.loads(chosen.stdout)["tensors"]] == ["weight", "bias"]

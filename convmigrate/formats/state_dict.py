@@ -310,9 +310,11 @@ def find_state_dict(path: Path, loaded: object, objects: Objects = INERT, select
     candidates = _state_dicts(node, objects)
     if not candidates:
         top = _listed([_key_text(k) for k, _ in members]) or "none"
+        # The search stops MAX_WRAPPER_DEPTH keys down: a state dict deeper than that is named with --select.
+        deeper = f"within {MAX_WRAPPER_DEPTH} keys (keys: {top}); a state dict further down is read with --select KEY.KEY..."
         if select:
-            raise UsageError(f"--select {select}: {path}: {_where(keys)} holds no tensors (keys: {top})")
-        raise UnreadableCheckpointError(path, f"holds no tensors (keys: {top}); it is not a model checkpoint")
+            raise UsageError(f"--select {select}: {path}: {_where(keys)} holds no tensors {deeper}")
+        raise UnreadableCheckpointError(path, f"holds no tensors {deeper}, or it is not a model checkpoint")
     (below, chosen), others = candidates[0], candidates[1:]
     _note_choice(loaded, (*keys, *below), others, keys, objects, notes)
     if objects.is_module(chosen):
