@@ -207,7 +207,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "MAX_DIMS / MAX_DIM_PRODUCT: neither framework can hold such a tensor, and a dim of 2^63 cannot be "
               "written into a .ckpt"),
     Deviation("sharded index", "a shard named by a path (`/abs`, `../x`, `a/b`) or another index, or a symlink "
-              "leaving the index's folder", "transformers joins the name to the folder and opens whatever it names",
+              "leaving the index's folder or reaching an index", "transformers joins the name to the folder and opens whatever it names",
               "refuses, naming the index", "an index must not read files outside its own folder; a symlink to a file "
               "in the same folder is followed (it can reach nothing else)"),
     Deviation(".ckpt", "more than 32 dims", "reads them", "refuses the file",

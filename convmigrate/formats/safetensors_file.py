@@ -254,11 +254,7 @@ def read_safetensors(path: Path) -> Checkpoint:
     path = Path(path)
     if path.name.endswith(INDEX_SUFFIX):
         return _read_sharded(path)
-    entries, metadata, close = _open_file(path)
-    values = _values_from_metadata(path, metadata)
-    checkpoint = Checkpoint(_format_of(metadata), [*entries, *values], metadata)
-    checkpoint.add_closer(close)
-    return checkpoint
+    return _open_shard(path)
 
 
 def read_index(path: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -301,12 +297,19 @@ def _check_shard_name(index: Path, name: str) -> None:
         )
 
 
-def _shard_path(index: Path, name: str) -> Path:
+def shard_path(index: Path, name: str) -> Path:
     """The real path of shard `name`: a regular file directly in the index's folder.
 
     A symlink is followed only when its target is also directly in that folder (an alias
     within the checkpoint); one leading anywhere else is refused, so that an index cannot make
-    us read, and copy into an output, a file that is not part of the checkpoint.
+    us read, and copy into an output, a file that is not part of the checkpoint. A target that
+    is an index (this one or another) is refused too: opening it as a shard would join it again.
+
+    A race is left open: the readers open the returned path by name, so whoever can write into
+    the folder while we run could swap the checked file for a symlink between this check and the
+    open. Such a writer already decides the checkpoint's bytes; what they would gain is a copy of
+    a file outside the folder that they could not read themselves. Closing it needs the open to
+    be `openat(folder, name, O_NOFOLLOW)` with the identity checked against this one.
     """
     listed = index.parent / name
     real_folder = os.path.realpath(index.parent)
@@ -321,38 +324,32 @@ def _shard_path(index: Path, name: str) -> Path:
         raise UnreadableCheckpointError(index, f"shard {name!r} listed in the index is missing from {index.parent}") from None
     if not stat.S_ISREG(status.st_mode):
         raise UnreadableCheckpointError(index, f"shard {name!r} is not a regular file")
+    if real.endswith(INDEX_SUFFIX) or _same_file(status, index):
+        raise UnreadableCheckpointError(index, f"shard {name!r} is an index (a symlink to {os.path.basename(real)!r}); "
+                                        "an index names weight files")
     return Path(real)
 
 
-def _read_sharded(path: Path) -> Checkpoint:
-    weight_map, index_metadata = read_index(path)
-    checkpoint = Checkpoint(Format.SAFETENSORS, [])
-    by_name: dict[str, TensorEntry] = {}
-    metadata: dict[str, str] = {}
-    values: list[ValueEntry] = []
+def _same_file(status: os.stat_result, path: Path) -> bool:
     try:
-        for shard_name in dict.fromkeys(weight_map.values()):  # each shard once, in index order
-            shard = path.parent / shard_name
-            tensors, shard_metadata, close = _open_file(shard, _shard_path(path, shard_name))
-            checkpoint.add_closer(close)
-            values += _values_from_metadata(shard, shard_metadata)
-            metadata.update(shard_metadata)
-            for tensor in tensors:
-                if weight_map.get(tensor.name) != shard_name:
-                    raise UnreadableCheckpointError(path, f"shard {shard_name!r} holds {tensor.name!r}, which the index does not place there")
-                by_name[tensor.name] = tensor
-        for name, shard_name in weight_map.items():
-            if name not in by_name:
-                raise UnreadableCheckpointError(path, f"index places {name!r} in shard {shard_name!r}, which does not hold it")
-    except BaseException:
-        checkpoint.close()
-        raise
-    metadata.update(index_metadata)
-    checkpoint.entries = [*(by_name[name] for name in weight_map), *values]
-    checkpoint.metadata = metadata
-    checkpoint.format = _format_of(metadata)
-    checkpoint.notes.append(f"{len({*weight_map.values()})} shards joined from {path.name}")
+        return os.path.samestat(status, os.stat(path))
+    except OSError:
+        return False
+
+
+def _open_shard(path: Path, real_path: Path | None = None) -> Checkpoint:
+    """One safetensors file (a model, or a shard reached as `real_path`) as a Checkpoint."""
+    entries, metadata, close = _open_file(path, real_path)
+    values = _values_from_metadata(path, metadata)
+    checkpoint = Checkpoint(_format_of(metadata), [*entries, *values], metadata)
+    checkpoint.add_closer(close)
     return checkpoint
+
+
+def _read_sharded(path: Path) -> Checkpoint:
+    from convmigrate.formats.shards import join_shards
+
+    return join_shards(path, _open_shard, _format_of)
 
 
 # --------------------------------------------------------------------------- writing

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -129,36 +129,32 @@ def index_text(weight_map: Mapping[str, str], total_size: int, total_parameters:
     return json.dumps({"metadata": metadata, "weight_map": dict(weight_map)}, indent=2, sort_keys=True) + "\n"
 
 
-def read_sharded(index: Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Open a sharded model whose shards are not safetensors (`model.ckpt.index.json`,
-    transformers' `pytorch_model.bin.index.json`): each shard by its own reader, joined in the
-    index's order. Shards must be plain file names beside the index, all of one format; a
-    tensor the index places in a shard that lacks it, or a shard tensor the index does not
-    place there, is an error, as for safetensors shards.
-    """
-    from convmigrate.formats import open_checkpoint
-    from convmigrate.formats.safetensors_file import read_index
+def join_shards(index: Path, open_shard: Callable[[Path, Path], Checkpoint],
+                format_of: Callable[[dict[str, str]], Format] | None = None) -> Checkpoint:
+    """The shards `index` lists, each opened by `open_shard(listed path, real path)`, joined.
 
-    index = Path(index)
+    Entries come in the index's weight_map order, then the shards' plain values; metadata is
+    each shard's, then the index's on top. A tensor the index places in a shard that lacks it,
+    or a shard tensor the index does not place there, is an error. The format is
+    `format_of(metadata)` (safetensors: MindSpore's flavour mark), else the shards' own, which
+    must agree. Shard names are checked by `read_index` and `shard_path`: plain file names,
+    regular files, never a way out of the index's folder.
+    """
+    from convmigrate.formats.safetensors_file import read_index, shard_path
+
     weight_map, index_metadata = read_index(index)
-    shard_names = list(dict.fromkeys(weight_map.values()))
-    for name in shard_names:
-        if Path(name).name != name or name in (".", "..") or is_sharded(Path(name)):
-            raise UnreadableCheckpointError(index, f"shard {name!r} is not a file name beside the index")
     joined = Checkpoint(Format.SAFETENSORS, [])
     by_name: dict[str, Entry] = {}
     values: list[Entry] = []
+    formats: list[Format] = []
     try:
-        for name in shard_names:
-            if not (index.parent / name).is_file():  # a FIFO would block the open: refuse it unopened
-                raise UnreadableCheckpointError(index, f"shard {name!r} listed in the index is not a file in "
-                                                f"{index.parent}")
-            shard = open_checkpoint(index.parent / name, trust_pickle=trust_pickle)
+        for name in dict.fromkeys(weight_map.values()):  # each shard once, in index order
+            shard = open_shard(index.parent / name, shard_path(index, name))
             joined.add_closer(shard.close)
-            if by_name and shard.format is not joined.format:
+            if format_of is None and formats and shard.format is not formats[0]:
                 raise UnreadableCheckpointError(index, f"shard {name!r} is {shard.format.value}, the shards before it "
-                                                f"{joined.format.value}")
-            joined.format = shard.format
+                                                f"{formats[0].value}")
+            formats.append(shard.format)
             joined.metadata.update(shard.metadata)
             for entry in shard.entries:
                 if isinstance(entry, ValueEntry):
@@ -174,10 +170,19 @@ def read_sharded(index: Path, *, trust_pickle: bool = False) -> Checkpoint:
     except BaseException:
         joined.close()
         raise
-    joined.entries = [*(by_name[name] for name in weight_map), *values]
     joined.metadata.update(index_metadata)
-    joined.notes.append(f"{len(shard_names)} shards joined from {index.name}")
+    joined.entries = [*(by_name[name] for name in weight_map), *values]
+    joined.format = format_of(joined.metadata) if format_of is not None else (formats or [Format.SAFETENSORS])[0]
+    joined.notes.append(f"{len(formats)} shards joined from {index.name}")
     return joined
+
+
+def read_sharded(index: Path, *, trust_pickle: bool = False) -> Checkpoint:
+    """Open a sharded model whose shards are not safetensors (`model.ckpt.index.json`,
+    transformers' `pytorch_model.bin.index.json`): each shard by its own reader, all of one format."""
+    from convmigrate.formats import open_checkpoint
+
+    return join_shards(Path(index), lambda _listed, real: open_checkpoint(real, trust_pickle=trust_pickle))
 
 
 def sharded_output(input_path: Path, output: Path | None, requested: str | Format | None,
@@ -222,5 +227,5 @@ def _default_index(input_path: Path, fmt: Format) -> Path:
 
 __all__ = [
     "INDEX_SUFFIX", "is_sharded", "weights_name", "index_for", "shard_paths", "parse_size", "split_by_size",
-    "index_text", "sharded_output", "read_sharded",
+    "index_text", "sharded_output", "read_sharded", "join_shards",
 ]
