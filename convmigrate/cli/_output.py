@@ -11,6 +11,7 @@ stays whole on its line however long it is, so that it can be searched for and c
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleDimensions
@@ -90,7 +91,9 @@ class Output:
         """Whether tables and progress are shown."""
         return not (self.as_json or self.quiet)
 
-    def json(self, document: dict) -> None:
+    def json(self, document: Callable[[], dict]) -> None:
+        """Print the report that `document()` builds, under --json only: a plan of thousands of
+        steps takes most of a second to turn into JSON, which a --quiet run must not pay."""
         if self.as_json:
-            sys.stdout.write(report_text(document))  # the --report file's text, byte for byte
+            sys.stdout.write(report_text(document()))  # the --report file's text, byte for byte
             sys.stdout.flush()

@@ -75,7 +75,7 @@ def compare_command(
             output=output, rtol=rtol, atol=atol, seed=seed, force=force, trust_pickle=trust_pickle, report=report,
             junit=junit, check=False,
         )
-        out.json(result.to_json())
+        out.json(result.to_json)
         if out.human:
             render(result)
         append_summary(compare_markdown(result))

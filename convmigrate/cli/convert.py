@@ -58,7 +58,7 @@ def convert_command(
                              trust_pickle=trust_pickle, select=select, max_shard_size=max_shard_size, jobs=jobs,
                              report=report,
                              progress=lambda total: byte_progress(total, "converting", not out.human))
-        out.json(result.to_json())
+        out.json(result.to_json)
         if out.human:
             shards = f", {len(result.shards)} shards" if result.shards else ""
             console.print(text(f"wrote {result.output} ({result.output_format.value}{shards}, {result.entries} entries, "

@@ -58,6 +58,6 @@ def inspect_command(
     with reported_errors(debug, quiet):
         hashes = (as_json or report is not None) and not no_hash
         result = api.inspect(path, hashes=hashes, trust_pickle=trust_pickle, select=select, report=report)
-        out.json(result.to_json())
+        out.json(result.to_json)
         if out.human:
             _render(result.summary, str(path))

@@ -76,7 +76,7 @@ def layers_command(
         document = layers_document(specs)
         if report is not None:
             write_report(report, document)
-        out.json(document)
+        out.json(lambda: document)
         if out.human:
             _render(specs)
             if report is not None:

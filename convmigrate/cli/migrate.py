@@ -107,7 +107,7 @@ def render_summary(result: MigrationResult) -> None:
 
 def show_migration(result: MigrationResult, output: Output) -> None:
     """Tables for people, the report for --json, nothing for --quiet; then the CI step summary."""
-    output.json(result.to_json())
+    output.json(result.to_json)
     if output.human:
         render_plan(result, full=result.request.dry_run)
         if result.verification is not None:

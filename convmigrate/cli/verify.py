@@ -62,7 +62,7 @@ def verify_command(
         result = api.verify(original, converted, layers=layers, rules=rules, conv1d=conv1d or (),
                             exclude=exclude or (), rtol=rtol, atol=atol, seed=seed, trust_pickle=trust_pickle, select=select,
                             report=report, junit=junit, check=False)
-        out.json(result.to_json())
+        out.json(result.to_json)
         if out.human:
             render_verification(result.verification)
             for problem in result.plan.problems:
