@@ -195,6 +195,19 @@ def test_duplicate_names_and_wrong_sized_sources_are_refused() -> None:
         _written([too_long])
 
 
+def test_non_finite_values_come_back(tmp_path: Path) -> None:
+    """json.dumps writes inf and nan as Infinity and NaN, which the strict JSON reader refuses:
+    a value that is exactly such a word reads back as that float (found by the round trip below)."""
+    path = tmp_path / "v.safetensors"
+    values = {"best_loss": float("inf"), "low": float("-inf"), "nan": float("nan"), "text": "Infinity"}
+    path.write_bytes(_written([TensorEntry.from_array("w", np.zeros(2, np.float32)),
+                               *(ValueEntry(k, v) for k, v in values.items())]))
+    with read_safetensors(path) as checkpoint:
+        back = {e.name: e.value for e in checkpoint.entries if isinstance(e, ValueEntry)}
+    assert back["best_loss"] == float("inf") and back["low"] == float("-inf") and np.isnan(back["nan"])
+    assert back["text"] == "Infinity"  # a string stays a string
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=entry_lists(), ms=st.booleans())
 def test_round_trip_through_the_safetensors_library(tmp_path: Path, entries: list, ms: bool) -> None:

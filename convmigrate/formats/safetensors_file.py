@@ -192,11 +192,20 @@ def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int)
         raise _bad(path, f"{data_size - cursor} bytes after the last tensor belong to no tensor")
 
 
+# json.dumps writes a non-finite float value (a training checkpoint's best_loss = inf) as one of
+# these words, which are not JSON: a value whose whole text is one of them is that float.
+_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
 def _values_from_metadata(path: Path, metadata: dict[str, str]) -> list[ValueEntry]:
     values = []
     for key in sorted(k for k in metadata if k.startswith(VALUE_PREFIX)):
+        text = metadata.pop(key)
+        if text in _NON_FINITE:
+            values.append(ValueEntry(key.removeprefix(VALUE_PREFIX), _NON_FINITE[text]))
+            continue
         try:
-            value = load_json(metadata.pop(key), max_bytes=SAFETENSORS_MAX_HEADER)
+            value = load_json(text, max_bytes=SAFETENSORS_MAX_HEADER)
         except UntrustedTextError as exc:
             raise _bad(path, f"metadata {key!r} is not the JSON of a value ({exc})") from None
         if not isinstance(value, (str, int, float, bool)):
