@@ -155,13 +155,6 @@ class TensorEntry:
         """All raw bytes in order, in pieces of at most `piece_bytes`; exactly `nbytes` or an error."""
         return self.pieces(0, self.nbytes, piece_bytes)
 
-    def checked_chunks(self, on_bytes: Callable[[int], None] | None = None) -> Iterator[memoryview]:
-        """`chunks()`, each reported to `on_bytes` (writers' progress)."""
-        for chunk in self.chunks():
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-            yield chunk
-
     def read(self, start: int, stop: int) -> memoryview:
         """Bytes [start, stop) as one buffer: for a bounded block of a big tensor."""
         if not 0 <= start <= stop <= self.nbytes:

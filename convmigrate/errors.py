@@ -57,10 +57,6 @@ class UnreadableCheckpointError(ConvmigrateError):
         super().__init__(f"{self.path}: {problem}")
 
 
-class UnsafePickleError(UnreadableCheckpointError):
-    """Loading the file would execute arbitrary pickle code."""
-
-
 class OutputExistsError(UsageError):
     """The output path exists and --force was not given."""
 

@@ -1,4 +1,4 @@
-"""`convmigrate layers SOURCE [--to ms|torch] [--json] [-o LAYERS.json]`: translate layer hyperparameters.
+"""`convmigrate layers SOURCE [--to ms|torch] [--json] [--report LAYERS.json]`: translate layer hyperparameters.
 
 SOURCE is a constructor expression (parsed, never run), a PyTorch model factory
 `package.module:callable` (imported and called: your own trusted code), or a layers JSON
