@@ -134,3 +134,10 @@ def test_ms2torch_appends_its_section_and_a_failing_plan_lists_its_problems(tmp_
     failed = sections[3]
     assert "**not written**" in failed and "**Problems**" in failed
     assert "- ❌ warning `guess` `conv.weight`: " in failed
+
+
+def test_an_unwritable_summary_is_a_warning_and_never_fails_the_step(tmp_path):
+    env = {**job_folder(tmp_path), "GITHUB_STEP_SUMMARY": str(tmp_path / "no such folder" / "summary.md")}
+    step = run_step("convmigrate verify checkpoints/model.pt checkpoints/model.pt -q", tmp_path, env)
+    assert step.returncode == 0 and step.stdout == ""
+    assert step.stderr.startswith("warning: cannot append to GITHUB_STEP_SUMMARY ") and step.stderr.count("\n") == 1
