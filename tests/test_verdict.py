@@ -176,3 +176,24 @@ def test_case7_a_plain_conv2d_is_no_warning_and_passes_strict(cli, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["plan"]["problems"] == []
     assert {s["target"]: s["layer_kind"] for s in report["plan"]["steps"]} == {"img.weight": "Conv2d", "img.bias": "Conv2d"}
+
+
+def test_a_transposed_conv_is_named_as_one_in_the_plan_as_in_the_verification(cli, tmp_path):
+    """The bias (C_out, the weight's second axis) marks a ConvTranspose1d: the plan's reason and the
+    guess warning say so, as the verification table does (one kind everywhere)."""
+    model = nn.Sequential()
+    model.add_module("conv", nn.Conv1d(4, 8, 3))
+    model.add_module("up", nn.ConvTranspose1d(8, 4, 4, stride=2))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    forward = cli("torch2ms", tmp_path / "m.pt", "-o", tmp_path / "m.ckpt")
+    assert forward.exit_code == 0, forward.stderr
+    back = cli("ms2torch", tmp_path / "m.ckpt", "-o", tmp_path / "back.pt")
+    assert back.exit_code == 0, back.stderr
+    for result in (forward, back):
+        plan_row = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("up.weight"))
+        assert "a ConvTranspose1d" in plan_row
+        table_row = next(line for line in result.stdout.splitlines() if re.match(r"^ up\s+ConvTranspose1d\s", line))
+        assert table_row.rstrip().endswith("ok")
+        conv_row = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("conv.weight"))
+        assert "ConvTranspose1d" not in conv_row
+    assert re.search(r"warning: up\.weight: guessed Conv1d \(a ConvTranspose1d", back.stderr + back.stdout)

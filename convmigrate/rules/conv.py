@@ -35,6 +35,19 @@ def looks_like_conv1d(name: str, shape: Sequence[int], framework: Framework) -> 
     return len(shape) == 4 and shape[UNIT_AXIS] == 1
 
 
+def bias_marks_transposed(weight_shape: Sequence[int], bias_shape: Sequence[int] | None) -> bool:
+    """A bias sized like the weight's second axis, not its first, marks a transposed conv
+    ((C_in, C_out/groups, K): its bias has C_out entries). The plan names the layer by it and
+    verification runs it with the transposed semantics.
+
+    Example:
+        >>> bias_marks_transposed((8, 4, 4), (4,)), bias_marks_transposed((8, 4, 4), (8,))
+        (True, False)
+    """
+    return (bias_shape is not None and len(bias_shape) == 1 and len(weight_shape) >= 2
+            and bias_shape[0] != weight_shape[0] and bias_shape[0] == weight_shape[1])
+
+
 def torch_to_mindspore_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """(C_out, C_in/groups, K) -> (C_out, C_in/groups, 1, K)."""
     out, inp, kernel = shape

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from convmigrate.rules.conv import bias_marks_transposed
 from convmigrate.vocab import Framework, ParamFamily
 
 
@@ -87,6 +88,16 @@ def conv_bias(params: Shapes) -> bool:
     return bias[0] == weight[0] or (weight[1] > 0 and bias[0] % weight[1] == 0)
 
 
+def transposed_conv_bias(params: Shapes) -> bool:
+    """A ConvTranspose1d's bias: sized like the weight's second axis (C_out), not its first."""
+    return bias_marks_transposed(params["weight"], params.get("bias"))
+
+
+def mindspore_conv1d_transpose_shapes(params: Shapes) -> bool:
+    """MindSpore's nn.Conv1dTranspose weight (C_in, C_out/group, 1, K) with its bias of C_out."""
+    return params["weight"][2] == 1 and transposed_conv_bias(params)
+
+
 def mindspore_conv1d_shapes(params: Shapes) -> bool:
     """MindSpore's nn.Conv1d weight (C_out, C_in/group, 1, K) and a conv's bias."""
     return params["weight"][2] == 1 and conv_bias(params)
@@ -142,6 +153,8 @@ KIND_RULES: tuple[KindRule, ...] = (
           why="has running_mean/running_var"),
     # LayerNorm / GroupNorm / affine InstanceNorm, any normalized shape: LayerNorm([1, n]) is no Linear
     _rule(ParamFamily.NORM, T, {"weight", "bias"}, shapes=same_shape, why="weight and bias of one shape"),
+    _rule(ParamFamily.CONV1D, T, {"weight", "bias"}, weight_ndim=3, shapes=transposed_conv_bias,
+          why="a ConvTranspose1d: 3-D weight, bias sized like its second axis"),
     _rule(ParamFamily.CONV1D, T, {"weight"}, {"bias"}, weight_ndim=3, shapes=conv_bias, why="3-D weight"),
     # nn.Conv2d / ConvTranspose2d: MindSpore's nn.Conv2d has the same names and shapes
     _rule(ParamFamily.CONV2D, T, {"weight"}, {"bias"}, weight_ndim=4, shapes=conv_bias,
@@ -163,6 +176,9 @@ KIND_RULES: tuple[KindRule, ...] = (
     _rule(ParamFamily.PRELU, M, {"w"}, why="has w"),
     _rule(ParamFamily.CONV2D, M, {"weight"}, {"bias"}, weight_ndim=4, shapes=mindspore_conv2d_shapes,
           why="4-D weight without a unit third axis: a Conv2d"),
+    _rule(ParamFamily.CONV1D, M, {"weight", "bias"}, weight_ndim=4, shapes=mindspore_conv1d_transpose_shapes,
+          certain=False, why="a ConvTranspose1d: 4-D weight with a unit third axis, bias sized like its second axis "
+          "(a transposed Conv2d with a (1, K) kernel looks the same)"),
     _rule(ParamFamily.CONV1D, M, {"weight"}, {"bias"}, weight_ndim=4, shapes=mindspore_conv1d_shapes,
           certain=False, why="4-D weight with a unit third axis (a Conv2d with a (1, K) kernel looks the same)"),
     _rule(ParamFamily.LINEAR, M, {"weight"}, {"bias"}, weight_ndim=2, shapes=linear_bias,

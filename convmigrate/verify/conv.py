@@ -29,6 +29,7 @@ from convmigrate import numerics
 from convmigrate.entries import TensorEntry
 from convmigrate.limits import VERIFY_ELEMENTS_FLOOR, VERIFY_ELEMENTS_PER_WEIGHT
 from convmigrate.plan import Direction
+from convmigrate.rules.conv import bias_marks_transposed
 from convmigrate.verify import blocks as _blocks
 from convmigrate.verify.blocks import ArrayWeight, Block
 from convmigrate.verify.tensors import same_array_bytes
@@ -84,7 +85,7 @@ PLAIN_TRANSPOSED = ConvSetup(kind=LayerKind.CONV_TRANSPOSE1D)
 def plain_setup(weight_shape: tuple[int, ...], bias_shape: tuple[int, ...] | None) -> ConvSetup:
     """Without a layers JSON: a bias sized like axis 1, not axis 0, marks a transposed conv
     ((C_in, C_out/groups, K)); otherwise a plain conv reads the same weights equally well."""
-    if bias_shape is not None and bias_shape[0] != weight_shape[0] and bias_shape[0] == weight_shape[1]:
+    if bias_marks_transposed(weight_shape, bias_shape):
         return PLAIN_TRANSPOSED
     return PLAIN
 
