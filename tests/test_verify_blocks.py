@@ -11,8 +11,6 @@ one-ulp change in one tap must still fail bit for bit.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from convmigrate.verify import blocks
+from tests.test_memory import peak_mib
 
 # block bytes -> what it forces on the layers below (rows are 16-80 bytes, groups 48-480)
 BUDGETS = {
@@ -87,21 +86,8 @@ def test_one_ulp_in_one_tap_fails_with_the_smallest_blocks(cli, tmp_path, monkey
     assert [(x["name"], x["code"], x["bit_exact"]) for x in failed] == [(layer, "bytes", False)]
 
 
-# Peak memory of a verified conversion, measured from a small launcher process (a child's
-# ru_maxrss starts from its parent's resident size at the fork; this test process holds torch).
-LAUNCHER = """
-import os, subprocess, sys
-child = subprocess.Popen([sys.executable, "-m", "convmigrate", *sys.argv[1:]], stderr=subprocess.PIPE)
-_, status, usage = os.wait4(child.pid, 0)
-code = os.waitstatus_to_exitcode(status)
-print(usage.ru_maxrss / 1024 if code == 0 else f"exit {code}: {child.stderr.read().decode()}")
-"""
-
-
-def peak_mib(*args: object) -> float:
-    printed = subprocess.run([sys.executable, "-c", LAUNCHER, *map(str, args)], capture_output=True, text=True, check=True)
-    assert not printed.stdout.startswith("exit"), printed.stdout
-    return float(printed.stdout)
+# Peak memory of a verified conversion: tests/test_memory.py's launcher (a child's ru_maxrss
+# starts from its parent's resident size at the fork; this test process holds torch).
 
 
 def test_a_giant_conv_is_verified_in_memory_bounded_by_the_block(tmp_path):
