@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from convmigrate.numerics import (
     _depthwise,
     _fft,
     _plan,
+    _threads,
     _transposed,
     conv,
     ms_conv1d,
@@ -34,6 +36,7 @@ from convmigrate.numerics import (
     transpose,
 )
 from convmigrate.numerics._shape import ConvShape
+from convmigrate.numerics.padding import mindspore_same_padding
 from convmigrate.vocab import DTYPES
 
 # torch warns that padding="same" with an even kernel copies the input; the sweeps do that on purpose.
@@ -278,7 +281,8 @@ def test_each_strategy_in_tiny_windows(case, strategy, monkeypatch):
     """With tiny budgets every strategy runs all its loops: windows of one step or block, the
     FFT's weight spectrum per output channel, transformed again in every window."""
     for module, name, value in [(_dense, "ROW_BUDGET", 7), (_dense, "MIN_ROWS", 1), (_dense, "TAP_CACHE", 1),
-                                (_dense, "MIN_TAP_STEPS", 1), (_depthwise, "TAPS_WINDOW", 5),
+                                (_dense, "MIN_TAP_STEPS", 1), (_dense, "TILE_CACHE", 1),
+                                (_dense, "MIN_TILE_STEPS", 1), (_depthwise, "TAPS_WINDOW", 5),
                                 (_depthwise, "TOEPLITZ_WINDOW", 3), (_fft, "SPECTRUM_BUDGET", 1),
                                 (_fft, "WEIGHT_BUDGET", 1), (_fft, "MIN_BLOCKS", 1)]:
         monkeypatch.setattr(module, name, value)
@@ -301,6 +305,95 @@ def test_every_strategy_matches_torch(case, data):
     ours = strategy.kernel(x, weight, shape)
     assert ours.shape == reference.shape and ours.flags.c_contiguous
     assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, **hyper), "float64")
+
+
+TILES = next(s for s in _plan.FORWARD if s.kernel is _dense.channel_major_tiles)
+
+
+@pytest.fixture
+def tiles_on_two_threads(monkeypatch):
+    """Every forward conv computed by the tiled strategy, in tiles of a few steps on two threads
+    (BLAS on one thread each meanwhile, where its thread count can be set)."""
+    monkeypatch.setattr(_plan, "choose", lambda shape: TILES)
+    monkeypatch.setattr(_dense, "TILE_CACHE", 1)
+    monkeypatch.setattr(_dense, "MIN_TILE_STEPS", 3)
+    _threads.set_threads(2)
+    blas = _threads.blas_threads()
+    before = blas.get() if blas else None
+    yield
+    _threads.set_threads(None)
+    assert (blas.get() if blas else None) == before  # BLAS's thread count is put back
+
+
+# (N, C_in, C_out, K, stride, padding, dilation, groups, L)
+TILED_LAYERS = [
+    (1, 16, 16, 7, 1, 3, 1, 1, 300),  # DAC residual unit, shortened
+    (2, 8, 8, 7, 1, 27, 9, 1, 250),  # dilation 9, batch 2
+    (3, 6, 4, 3, 1, 1, 1, 1, 1),  # items shorter than a tile: several items per tile
+    (1, 8, 16, 4, 2, 1, 1, 1, 301),  # DAC downsampler: strided
+    (2, 12, 6, 5, 3, 2, 2, 3, 200),  # grouped, strided and dilated
+    (1, 4, 8, 15, 1, 7, 1, 4, 400),  # depthwise with channel multiplier 2
+]
+
+
+@pytest.mark.parametrize("layer", TILED_LAYERS)
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular"])
+def test_tiles_side_by_side_match_torch(layer, padding_mode, tiles_on_two_threads):
+    n, c_in, c_out, taps, stride, padding, dilation, groups, length = layer
+    rng = np.random.default_rng(taps + length)
+    x = rng.standard_normal((n, c_in, length)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in // groups, taps)).astype(np.float32)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    if padding_mode != "zeros" and padding >= length:
+        return
+    layer_ = torch.nn.Conv1d(c_in, c_out, taps, padding_mode=padding_mode, **hyper)
+    layer_.weight.data, layer_.bias.data = torch.from_numpy(weight), torch.from_numpy(bias)
+    with torch.no_grad():
+        reference = layer_(torch.from_numpy(x)).numpy()
+    ours = torch_conv1d(x, weight, bias, padding_mode=padding_mode, **hyper)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous
+    assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, bias, padding_mode=padding_mode, **hyper),
+                 "float32")
+
+
+@pytest.mark.parametrize("layer", TILED_LAYERS)
+@pytest.mark.parametrize("pad_mode", ["same", "valid", "pad"])
+def test_tiles_side_by_side_in_mindspore_semantics(layer, pad_mode, tiles_on_two_threads):
+    """ms_conv1d through the tiled strategy against torch on MindSpore's padding (the real
+    MindSpore's agreement with that padding is test_numerics_mindspore.py's)."""
+    n, c_in, c_out, taps, stride, padding, dilation, groups, length = layer
+    rng = np.random.default_rng(taps)
+    x = rng.standard_normal((n, c_in, length))
+    weight = rng.standard_normal((c_out, c_in // groups, taps))
+    pads = {"same": mindspore_same_padding(length, taps, stride, dilation), "valid": (0, 0), "pad": (padding, padding)}
+    if length + sum(pads[pad_mode]) < (taps - 1) * dilation + 1:
+        return
+    hyper = {"stride": stride, "dilation": dilation, "groups": groups}
+    reference = F.conv1d(F.pad(torch.from_numpy(x), pads[pad_mode]), torch.from_numpy(weight), **hyper).numpy()
+    ours = ms_conv1d(x, weight[:, :, None, :], stride=stride, pad_mode=pad_mode,
+                     padding=padding if pad_mode == "pad" else 0, dilation=dilation, group=groups)
+    padded = np.pad(x, ((0, 0), (0, 0), pads[pad_mode]))
+    assert_close(ours, reference, magnitude_of(torch_conv1d, padded, weight, None, **hyper), "float64")
+
+
+def test_tiles_from_two_callers_at_once(tiles_on_two_threads):
+    """Two threads in the tiled strategy at the same time (BLAS's thread count is the process's:
+    the last one out puts it back) both get torch's answer."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8, 500))
+    weight = rng.standard_normal((8, 8, 7))
+    reference = F.conv1d(torch.from_numpy(x), torch.from_numpy(weight), padding=3, dilation=1).numpy()
+    results: list[np.ndarray] = []
+    callers = [threading.Thread(target=lambda: results.extend(torch_conv1d(x, weight, padding=3) for _ in range(20)))
+               for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(results) == 40
+    for ours in results:
+        assert_close(ours, reference, magnitude_of(torch_conv1d, x, weight, None, padding=3), "float64")
 
 
 # float32 layers (N, C_in, C_out, K, stride, dilation, groups, L) where the cost model sends the

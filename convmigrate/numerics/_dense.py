@@ -13,6 +13,9 @@ OpenBLAS runs the product (measured with bench/bench_numerics.py):
   taps of one output are K*C_in/g contiguous samples even for dilated and strided convs
   (see _shape.Classes), and where the rows do not overlap (stride >= K) BLAS reads them in
   place without a gather.
+- `channel_major_tiles`: channel_major in cache-sized tiles of output run side by side on
+  _threads, BLAS on one thread each: for narrow products over long inputs (few channels),
+  which BLAS's second thread speeds up little while the gathers would run on one core.
 - `pointwise`: K = 1, stride 1: out = W @ x, nothing gathered at all.
 - `per_tap`: out = sum_k W[:, :, k] @ x shifted by k taps, K small products per window that
   read the input in place (stride 1): for few output channels and short reductions, where a
@@ -83,7 +86,32 @@ def pointwise(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
 
 
 def channel_major(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
-    """Columns (Cg_in*K, steps) per group; W_g (Cg_out, Cg_in*K) @ columns -> out[n, group, :, steps]."""
+    """Columns (Cg_in*K, steps) per group; W_g (Cg_out, Cg_in*K) @ columns -> out[n, group, :, steps].
+    One window at a time, BLAS spreading each product over its threads."""
+    return _channel_major(xp, w, shape, side_by_side=False)
+
+
+# Output steps of one tile of channel_major_tiles: its columns and its output block stay in a
+# core's cache (2 MiB of float32: L2, or L3 next to it) between the gather and the matmul.
+TILE_CACHE = 1 << 19
+MIN_TILE_STEPS, MAX_TILE_STEPS = 256, 2048
+
+
+def tile_steps(shape: ConvShape) -> int:
+    """Output steps of one tile of `channel_major_tiles`."""
+    return max(MIN_TILE_STEPS, min(MAX_TILE_STEPS, TILE_CACHE // (shape.cg_in * shape.taps + shape.cg_out)))
+
+
+def channel_major_tiles(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """channel_major in tiles of output small enough for a core's cache, run side by side on
+    _threads with BLAS on one thread each. Wins for few channels over long inputs (DAC's
+    C64 K7 residual units at 44.1k samples): there a product (Cg_out, Cg_in*K) @ (Cg_in*K, steps)
+    is too narrow for BLAS to gain from a second thread, while the whole-length gather and the
+    windows one after another leave a core idle."""
+    return _channel_major(xp, w, shape, side_by_side=True)
+
+
+def _channel_major(xp: np.ndarray, w: np.ndarray, shape: ConvShape, side_by_side: bool) -> np.ndarray:
     n_batch, groups, taps = shape.batch, shape.groups, shape.taps
     cg_in, cg_out, length = shape.cg_in, shape.cg_out, shape.length
     stride, dilation = shape.stride, shape.dilation
@@ -92,7 +120,8 @@ def channel_major(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray
     xg = xp.reshape(n_batch, groups, cg_in, shape.padded)
     out = np.empty((n_batch, groups, cg_out, length), dtype=xp.dtype)
     _, _, s_c, s_l = xg.strides
-    blocks = windows(n_batch, length, rows_per_product(inner), _threads.threads())
+    steps = tile_steps(shape) if side_by_side else rows_per_product(inner)
+    blocks = windows(n_batch, length, steps, _threads.threads())
     largest = max((n1 - n0) * (t1 - t0) for n0, n1, t0, t1 in blocks)
 
     def work(mine: Iterable[Window]) -> None:
@@ -109,7 +138,10 @@ def channel_major(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray
                 # (Cg_out, Cg_in*K) @ (nw, Cg_in*K, tw) -> (nw, Cg_out, tw), straight into out.
                 np.matmul(wg[g], cols.reshape(nw, inner, tw), out=out[n0:n1, g, :, t0:t1])
 
-    run_windows(blocks, work, parallel=False)
+    if side_by_side:
+        _threads.run_blas_alone(blocks, work)
+    else:
+        run_windows(blocks, work, parallel=False)
     return out.reshape(n_batch, shape.c_out, length)
 
 
@@ -277,3 +309,4 @@ def per_tap(xp: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
 
     run_windows(blocks, work)
     return out
+

@@ -58,23 +58,35 @@ PRICES: dict[int, dict[str, float]] = {
         "weight reordered": 31.9e-9,  # weight elements moved into another axis order (reads miss the cache)
         "calls": 1.42e-6,  # NumPy calls (a copy, a ufunc, a matmul over a batch) before any work
         "matmul calls": 1e-6,  # BLAS calls: one per matrix of a batched matmul
+        # the same work in cache-sized tiles run side by side, BLAS on one core each (at one
+        # thread: one after another, as the resources above)
+        "tile matmuls": 0.99,  # nominal seconds
+        "tile copied": 0.3e-9,
+        "tile strided": 1.0e-9,
+        "tile weight reads": 1.0e-9,  # weight elements BLAS packs again for every tile
+        "handoffs": 0.0,  # convolutions whose tiles are handed to _threads (one thread: none)
     },
     2: {
         "matmul, outputs by rows": 0.55,  # BLAS splits a big product over both cores
-        "matmul, outputs by columns": 1.24,
+        "matmul, outputs by columns": 0.62,
         "small matmuls": 0.566,  # the banded depthwise windows run side by side
         "frequency matmuls": 0.707,
         "tap matmuls": 0.566,  # the per-tap windows run side by side
-        "tap traffic": 0.02e-9,
+        "tap traffic": 0.005e-9,
         "transform matmuls": 1.28,
         "copied": 0.3e-9,
         "gather runs": 1.78e-9,
         "transposed": 2.64e-9,
         "strided": 0.39e-9,
         "elementwise": 0.108e-9,  # the per-tap depthwise windows run side by side
-        "weight reordered": 3.19e-9,
+        "weight reordered": 6.38e-9,
         "calls": 1.42e-6,
         "matmul calls": 1e-6,
+        "tile matmuls": 0.42,  # two narrow products at once, one core each, gain more than one on two
+        "tile copied": 0.19e-9,
+        "tile strided": 0.8e-9,
+        "tile weight reads": 0.55e-9,
+        "handoffs": 12.5e-6,  # waking the other thread, setting BLAS's thread count and back
     },
 }
 
@@ -129,6 +141,18 @@ def channel_major_work(shape: ConvShape) -> Work:
             "gather runs": shape.c_in * shape.taps * max(shape.batch, _windows(shape, _dense.rows_per_product(inner))),
             "calls": _windows(shape, _dense.rows_per_product(inner)) * shape.groups * 2,
             "matmul calls": max(shape.batch, _windows(shape, _dense.rows_per_product(inner))) * shape.groups}
+
+
+def channel_major_tiles_work(shape: ConvShape) -> Work:
+    tiles = _windows(shape, _dense.tile_steps(shape))
+    steps = min(_dense.tile_steps(shape), shape.batch * shape.length)
+    return {"tile matmuls": _matmul(shape, shape.macs, CHANNEL_MAJOR_EFFICIENCY, min(shape.cg_out, steps)),
+            "tile copied" if shape.stride == 1 else "tile strided": shape.batch * shape.length * shape.c_in * shape.taps,
+            "gather runs": shape.c_in * shape.taps * max(shape.batch, tiles),
+            "calls": tiles * shape.groups * 2,
+            "matmul calls": max(shape.batch, tiles) * shape.groups,
+            "tile weight reads": tiles * shape.c_out * shape.cg_in * shape.taps,
+            "handoffs": 1}
 
 
 def per_tap_work(shape: ConvShape) -> Work:
@@ -275,6 +299,8 @@ def _banded(block: int) -> Strategy:
 FORWARD: tuple[Strategy, ...] = (
     Strategy("pointwise matmul", lambda s: s.taps == 1 and s.stride == 1, pointwise_work, _dense.pointwise),
     Strategy("channel-major im2col", lambda s: True, channel_major_work, _dense.channel_major),
+    Strategy("channel-major im2col, tiles side by side", lambda s: True, channel_major_tiles_work,
+             _dense.channel_major_tiles),
     Strategy("time-major im2col", lambda s: True, time_major_work, _dense.time_major),
     Strategy("per-tap matmuls", lambda s: True, per_tap_work, _dense.per_tap),
     Strategy("time-major im2col, taps inner", lambda s: True, time_major_taps_work, _dense.time_major_taps),
