@@ -317,11 +317,24 @@ def test_a_damaged_shard_leaves_nothing(hf_model, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_a_shard_failing_verification_leaves_nothing_and_names_the_layer(tmp_path):
-    """A shard whose conv weight holds NaN (bytes damaged in transit): its layer fails the check,
-    the run fails (exit 1), and the shards that passed are not kept either."""
+def test_a_shard_failing_verification_leaves_nothing_and_names_the_layer(tmp_path, monkeypatch):
+    """A shard whose conv weight is damaged on its way to the disk (one value turned NaN as it is
+    written; the shard jobs fork from this process, the damage with them): its layer fails the
+    check, the run fails (exit 1), and the shards that passed are not kept either."""
+    from convmigrate.entries import TensorEntry
+    from convmigrate.formats import bytecopy
+
+    written = bytecopy.TensorBytesWriter.write_entry
+
+    def damaging(self, entry, *args, **kwargs):
+        if entry.name == "blocks.1.conv.weight":
+            values = entry.array().copy()
+            values.reshape(-1)[123] = np.nan
+            entry = TensorEntry.from_array(entry.name, values)
+        return written(self, entry, *args, **kwargs)
+
+    monkeypatch.setattr(bytecopy.TensorBytesWriter, "write_entry", damaging)
     state = conv_state(32)
-    state["blocks.1.conv.weight"][3, 5, 2] = float("nan")
     index = saved_by_hub(state, tmp_path / "hf", "45KB")
     before = snapshot(tmp_path)
     result = run("torch2ms", index, "-o", tmp_path / "hf" / "ms.safetensors.index.json", "--jobs", 2)

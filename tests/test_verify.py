@@ -156,8 +156,9 @@ def test_many_small_convs_checked_together_still_name_the_wrong_one(ms, cli, tmp
 
 
 def test_a_broken_big_layer_fails_with_its_original_side_computed_during_the_write(cli, tmp_path, monkeypatch):
-    """Convs of >= 1 MiB have their original side computed on a thread while the output is
-    written (BackgroundVerification); a broken fold must still fail, naming the layer."""
+    """While the output is written (BackgroundVerification), a computed conv of >= 1 MiB has its
+    original side run and a moved one its configuration's numerics; a broken fold must still
+    fail, naming the layer."""
     import convmigrate.migrate as migrate
     import convmigrate.verify.runner as verify
 
@@ -166,18 +167,65 @@ def test_a_broken_big_layer_fails_with_its_original_side_computed_during_the_wri
     big.pos = weight_norm(nn.Conv1d(256, 256, 5, padding=2), dim=2)  # 1.25 MiB of weight
     big.conv = nn.Conv1d(256, 256, 5)
     torch.save(big.state_dict(), tmp_path / "model.pt")
-    prepared = []
+    prepared, proven = [], []
     original_prepare = verify._Verifier.prepare
 
     def recording_prepare(self, stopping):
         original_prepare(self, stopping)
         prepared.extend(self.prepared)
+        proven.extend(self.proofs)
 
     monkeypatch.setattr(verify._Verifier, "prepare", recording_prepare)
     result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "--report", tmp_path / "ok.json")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert len(prepared) == 2  # both layers were prepared in the background
+    assert len(prepared) == 1  # pos: its folded weight's original side
+    assert [c[1:] for c in proven] == [((256, 256, 5), (256, 256, 1, 5), (256,), (256,))]  # conv's configuration
+    layers = {layer["name"]: layer for layer in json.loads((tmp_path / "ok.json").read_text())["verification"]["layers"]}
+    assert layers["pos"]["numerics"] == "own weights" and layers["pos"]["bit_exact"] is None
+    assert layers["conv"]["numerics"] == "random weights of its configuration" and layers["conv"]["bit_exact"] is True
     monkeypatch.setattr(migrate, "fold_weight_norm", lambda g, v, dim, dtype: v * 2)
     result = cli("torch2ms", tmp_path / "model.pt", "--fold-weight-norm", "-o", tmp_path / "bad.ckpt")
     assert result.exit_code == 1 and "verification failed for pos" in result.stderr
     assert not (tmp_path / "bad.ckpt").exists()
+
+
+def zero_initialised() -> nn.Module:
+    """Two layers of one configuration, the first zero-initialised (as residual branches often are)."""
+    model = nn.Sequential(nn.Conv1d(4, 4, 3, padding=1, padding_mode="reflect"),
+                          nn.Conv1d(4, 4, 3, padding=1, padding_mode="reflect"))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.zero_()
+    return model
+
+
+def test_a_configuration_is_proven_on_random_weights_not_on_a_zero_layer(cli, tmp_path, monkeypatch):
+    """A layer's numerics run its configuration on random weights: a translation that computes
+    other outputs fails every layer of that configuration, the zero-initialised one included,
+    whose own weights would give zeros on both sides and pass."""
+    import dataclasses
+
+    import convmigrate.verify.conv as conv
+
+    torch.manual_seed(0)
+    torch.save(zero_initialised().state_dict(), tmp_path / "net.pt")
+    made = cli("torch2ms", tmp_path / "net.pt", "-o", tmp_path / "net.ckpt", "--model",
+               "tests.test_verify:zero_initialised", "--report", tmp_path / "ok.json")
+    assert made.exit_code == 0, made.stdout + made.stderr
+    layers = json.loads((tmp_path / "ok.json").read_text())["verification"]["layers"]
+    assert [(x["name"], x["bit_exact"], x["numerics"]) for x in layers] == [
+        ("0", True, "random weights of its configuration"), ("1", True, "random weights of its configuration")]
+    real = conv.setup_from_spec
+
+    def zero_padded(spec):  # a wrong translation: zeros where PyTorch reflects (same lengths)
+        setup = real(spec)
+        return dataclasses.replace(setup, pre_pad=None, mindspore={**setup.mindspore, "pad_mode": "pad", "padding": 1})
+
+    monkeypatch.setattr(conv, "setup_from_spec", zero_padded)
+    result = cli("verify", tmp_path / "net.pt", tmp_path / "net.ckpt", "--layers", tmp_path / "net.layers.json",
+                 "--report", tmp_path / "bad.json")
+    assert result.exit_code == 1
+    failed = [(x["name"], x["code"]) for x in json.loads((tmp_path / "bad.json").read_text())["verification"]["layers"]
+              if not x["passed"]]
+    assert failed == [("0", "numerics"), ("1", "numerics")]
+    assert "its configuration computes other outputs (random weights)" in result.stdout

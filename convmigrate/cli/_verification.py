@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from convmigrate.cli._output import MAX_TABLE_ROWS, console, line, print_capped, table, text
 from convmigrate.verify import Verification
+from convmigrate.verify.results import RANDOM_WEIGHTS
 
 
 def render_verification(verification: Verification) -> None:
@@ -19,6 +20,10 @@ def render_verification(verification: Verification) -> None:
     hidden = passing[len(shown) - len(failing):]
     worst = max((c.max_abs for c in hidden), default=0.0)
     print_capped(grid, len(hidden), f"conv layers ok (largest max abs error among them {worst:.3g})")
+    moved = sum(c.passed and c.numerics == RANDOM_WEIGHTS for c in verification.layers)
+    if moved:
+        console.print(f"numerics: {moved} conv weight(s) bit-identical to the original's, each layer configuration "
+                      "run once on random weights and inputs")
     identical = sum(c.passed for c in verification.tensors)
     console.print(f"other tensors: {identical}/{len(verification.tensors)} bit-identical")
     for check in verification.tensors:

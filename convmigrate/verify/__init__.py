@@ -4,7 +4,9 @@ Every Conv1d / ConvTranspose1d weight of the original is paired with its convert
 by the migration plan. Deterministic random inputs run through the original under its own
 framework's semantics and through the converted weight under the other framework's semantics,
 both with the bundled NumPy convolution (never torch's or MindSpore's kernels), and their bytes
-compared bit for bit (a reshape moves them unchanged). Every other tensor must be bit-identical
+compared bit for bit (a reshape moves them unchanged). A weight moved bit for bit is run through
+its configuration's numerics, once per configuration and on random weights (runner); a computed
+or differing one, on its own weights. Every other tensor must be bit-identical
 (a created one zero, a folded weight norm equal to g * v / ||v||). Every tensor of both files is
 accounted for: one the converted file lacks, one it has that nothing produces, one under another
 name, of another dtype or shape fails, named with its layer; one the conversion drops on purpose
@@ -16,7 +18,7 @@ other framework reads it. With a layers JSON each conv runs with its real stride
 dilation and groups, and the target side with the translated constructor, pre-pad and crop.
 
 Modules: `conv` (one conv under both semantics), `tensors` (bit-identical tensors), `results`,
-`runner` (a whole plan: threads, stacks of small convs, the background half of a migration).
+`runner` (a whole plan: threads, each configuration's numerics once, the background half of a migration).
 """
 
 import inspect

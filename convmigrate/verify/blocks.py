@@ -6,7 +6,10 @@ of its second axis within one row (contiguous bytes either way).
   values for the bit-for-bit comparison, float32 for the numerics.
 - `FoldedWeight`: a weight norm's g * v / ||v||, computed a block at a time (the norms first,
   in one pass over v, when they run across blocks).
-- `ArrayWeight`: a weight already in memory (small layers checked stacked, tests).
+- `ArrayWeight`: a weight already in memory (tests).
+- `RandomWeight`: seeded random values in any shape, generated a block at a time: the same
+  values in the same order under the original's shape and the converted one's, as a reshape
+  moves a weight (a layer configuration's numerics, verify.runner).
 """
 
 from __future__ import annotations
@@ -67,6 +70,50 @@ class ArrayWeight:
         return self._raw[block.row0 : block.row1, col0:col1]
 
 
+# RandomWeight draws its values this many at a time, each run from its own seed: any block's
+# values are the same whichever shape (and so whichever blocks) reads them.
+RANDOM_RUN = 1 << 16
+
+
+class RandomWeight:
+    """Uniform values in [-1, 1) in `shape`, element i the same for every shape with one seed.
+
+    Random weights prove a layer configuration whatever the real weights hold: a constant or
+    zero-initialised layer would not show a misplaced axis."""
+
+    moved = False
+    itemsize = 4
+
+    def __init__(self, shape: tuple[int, ...], seed: tuple[int, ...]) -> None:
+        self.shape, self.seed = tuple(shape), seed
+
+    def flat(self, start: int, stop: int) -> np.ndarray:
+        """Values [start, stop) of the flat sequence (float32), made in place: one block's bytes."""
+        out = np.empty(stop - start, dtype=np.float32)
+        for run in range(start // RANDOM_RUN, -(-stop // RANDOM_RUN)):
+            first, last = max(start, run * RANDOM_RUN), min(stop, (run + 1) * RANDOM_RUN)
+            values = np.random.default_rng([*self.seed, run]).random(RANDOM_RUN, dtype=np.float32)
+            out[first - start : last - start] = values[first - run * RANDOM_RUN : last - run * RANDOM_RUN]
+        out *= 2
+        out -= 1
+        return out
+
+    def values(self, block: Block) -> np.ndarray:
+        start, stop = _flat_range(self.shape, block)
+        return self.flat(start, stop).reshape(block_shape(self.shape, block))
+
+    def raw(self, block: Block) -> None:
+        return None  # not stored anywhere: compared by value only
+
+
+def _flat_range(shape: tuple[int, ...], block: Block) -> tuple[int, int]:
+    """The element range of `block` in a C-ordered array of `shape` (a block is contiguous)."""
+    inner = math.prod(shape[2:])
+    col0, col1 = _columns(shape, block)
+    start = (block.row0 * shape[1] + col0) * inner
+    return start, start + (block.row1 - block.row0 - 1) * shape[1] * inner + (col1 - col0) * inner
+
+
 def scan(shape: tuple[int, ...], itemsize: int, budget: int | None = None) -> list[Block]:
     """Blocks of at most `budget` bytes (default BLOCK_BYTES) covering a weight in order: row
     ranges, or, when one row is bigger, each row's columns in ranges."""
@@ -85,10 +132,9 @@ def read_block(entry: TensorEntry, block: Block) -> np.ndarray:
     if block.whole_rows:
         return entry.rows(block.row0, block.row1)
     shape = tuple(entry.shape)
-    inner = math.prod(shape[2:])
     itemsize = entry.dtype.numpy.itemsize
-    start = (block.row0 * shape[1] + block.col0) * inner * itemsize
-    data = entry.read(start, start + (block.col1 - block.col0) * inner * itemsize)
+    start, stop = _flat_range(shape, block)
+    data = entry.read(start * itemsize, stop * itemsize)
     return np.frombuffer(data, dtype=entry.dtype.numpy).reshape(block_shape(shape, block))
 
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from convmigrate.vocab import ProblemCode
 
 ROOT_LAYER = "(root)"  # how a tensor without a prefix ("weight") names its layer
+# What a layer's numerics ran on (LayerCheck.numerics).
+OWN_WEIGHTS = "own weights"  # its own (a computed weight, or one whose bytes differ)
+RANDOM_WEIGHTS = "random weights of its configuration"  # its bytes are the original's
 
 
 @dataclass
@@ -28,6 +31,7 @@ class LayerCheck:
     code: ProblemCode | None = None  # why it failed
     # The converted weight's bytes are the original's (None: a computed weight, proven by the numerics alone).
     bit_exact: bool | None = None
+    numerics: str = OWN_WEIGHTS  # or RANDOM_WEIGHTS: the numbers above are its configuration's
 
     @property
     def label(self) -> str:

@@ -1,10 +1,20 @@
-"""Every check of a migration plan, scheduled: big tensors on threads, small convs in stacks,
-and for a migration, the original's side while the output is still being written."""
+"""Every check of a migration plan, scheduled: big tensors on threads, and for a migration,
+what needs no output (each layer configuration's numerics) while the output is being written.
+
+A moved conv weight (a reshape moves its bytes unchanged) is proven in two parts: its bytes
+equal the original's, compared bit for bit; and its configuration (hyperparameters, the
+original's and the converted weight's shapes, the biases' shapes) computes under the target
+framework's semantics what the original computes under its own, run once on random weights
+and inputs. Together they prove what running each layer's own weights would, and more: a
+constant or zero-initialised weight would not show a misplaced axis, random ones do. A weight
+whose bytes differ runs its own numerics, to say how far its outputs are off. A computed
+weight (a folded weight norm) always runs its own."""
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import defaultdict
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,10 +24,9 @@ import numpy as np
 from convmigrate.entries import Checkpoint, Entry, TensorEntry
 from convmigrate.plan import Direction, Op, Plan, Step
 from convmigrate.rules.names import split_name
-from convmigrate.verify.blocks import ArrayWeight, Block, EntryWeight, FoldedWeight, scan
+from convmigrate.verify.blocks import EntryWeight, FoldedWeight, RandomWeight, scan
 from convmigrate.verify.conv import (
     DEFAULT_TOLERANCE,
-    PLAIN,
     ConvSetup,
     Outcome,
     Weight,
@@ -26,7 +35,7 @@ from convmigrate.verify.conv import (
     original_side,
     plain_setup,
 )
-from convmigrate.verify.results import ROOT_LAYER, Dropped, LayerCheck, TensorCheck, Verification
+from convmigrate.verify.results import RANDOM_WEIGHTS, ROOT_LAYER, Dropped, LayerCheck, TensorCheck, Verification
 from convmigrate.verify.tensors import check_folded, check_tensor, same_array_bytes
 from convmigrate.vocab import Format, Framework, LayerKind, ParamFamily, ProblemCode
 
@@ -34,7 +43,10 @@ from convmigrate.vocab import Format, Framework, LayerKind, ParamFamily, Problem
 # release the GIL, so a second core verifies while the first walks the plan.
 VERIFY_THREADS = 2
 THREAD_MIN_BYTES = 1024 * 1024  # tensors from this size are checked on the threads
-SMALL_CONV_STACK = 64  # smaller plain convs of one shape are checked this many at a time
+
+# What one configuration's numerics depend on: its ConvSetup (repr), the original's and the
+# converted weight's shapes, and the biases' shapes (None: no bias).
+Configuration = tuple[str, tuple[int, ...], tuple[int, ...], "tuple[int, ...] | None", "tuple[int, ...] | None"]
 
 
 def _is_conv_weight(step: Step) -> bool:
@@ -61,10 +73,10 @@ def verify_migration(
 class BackgroundVerification:
     """verify_migration in two halves, for a migration that is still writing its output.
 
-    `start` runs the original's side of the big convs (random inputs and the original
-    layers' outputs: half the arithmetic, and every read of the original's conv weights) on a
-    thread while the output is written; `finish(converted)` checks the complete output
-    against those results and does everything else. The outcome is verify_migration's.
+    `start` runs, on a thread while the output is written, what needs no output: every layer
+    configuration's numerics (random weights, from the plan's shapes) and the original's side
+    of big computed weights (folded weight norms); `finish(converted)` checks the complete
+    output against those results and does everything else. The outcome is verify_migration's.
     """
 
     def __init__(
@@ -126,6 +138,14 @@ class _ConvPair:
                 check.detail = "its bytes differ from the original weight's (a reshape moves them unchanged)"
         return check
 
+    def proven_by(self, proof: Outcome) -> LayerCheck:
+        """A weight whose bytes are the original's, judged by its configuration's numerics."""
+        check = self.check
+        check.max_abs, check.max_rel, check.passed, check.code = proof.max_abs, proof.max_rel, proof.passed, proof.code
+        check.detail = "" if proof.passed else f"its configuration computes other outputs (random weights): {proof.detail}"
+        check.bit_exact, check.numerics = True, RANDOM_WEIGHTS
+        return check
+
     def same_bytes(self) -> bool:
         """Both weights' stored bytes compared a block at a time."""
         original, converted = self.weights
@@ -151,20 +171,34 @@ class _Verifier:
         self.targets = {str(s.target): s for s in plan.written}
         # step index -> (bias present, its (input, original output) pairs), from prepare()
         self.prepared: dict[int, tuple[bool, list[tuple[np.ndarray, np.ndarray]]]] = {}
+        self.proofs: dict[Configuration, Outcome] = {}  # each configuration's numerics, run once
+        self.proof_lock = threading.Lock()
+        self.setups: dict[str, ConvSetup] = {}  # a Configuration's setup, by its repr
 
     def prepare(self, stopping: threading.Event) -> None:
-        """The original's side of every big conv, in plan order, until `stopping` is set."""
+        """In plan order until `stopping` is set: the numerics of every configuration the plan
+        writes, and the original's side of every big computed conv weight."""
         for index, step in enumerate(self.plan.written):
             if stopping.is_set():
                 return
-            if not _is_conv_weight(step) or self.source_bytes(step) < THREAD_MIN_BYTES:
-                continue
+            source = self.by_original.get(step.sources[-1]) if step.sources else None
+            if not _is_conv_weight(step) or not isinstance(source, TensorEntry) or source.numel == 0:
+                continue  # nothing to run (conv_pair passes a zero-element layer on its shape)
+            if step.op is Op.FOLD_WEIGHT_NORM and self.source_bytes(step) < THREAD_MIN_BYTES:
+                continue  # small: its original side is cheaper computed with the rest
             bias_step = self.targets.get(_bias_name(step))
             bias = None
             if bias_step is not None and bias_step.sources:
                 bias = as_float32(self.by_original[bias_step.sources[0]])  # type: ignore[arg-type]
             weight = _original_weight(step, self.by_original)
             setup = self.layers.get(_layer_of(step)) or plain_setup(weight.shape, bias.shape if bias is not None else None)
+            if weight.moved:
+                planned_bias = _shape_of(bias)
+                if bias_step is not None and bias is not None and bias_step.target_shape is not None:
+                    planned_bias = tuple(bias_step.target_shape)
+                self.proof(self.configuration(setup, weight.shape, tuple(step.target_shape or ()), _shape_of(bias),
+                                              planned_bias))
+                continue
             try:
                 pairs = original_side(setup, self.source_framework, weight, bias, self.rng(index))
             except ValueError:
@@ -175,24 +209,16 @@ class _Verifier:
         self.by_converted = {e.name: e for e in converted.entries}
         # Big tensors go to the threads: their checks are NumPy work that releases the GIL.
         # Small ones are Python work that two threads would only fight over: this thread does
-        # them meanwhile, small plain convs SMALL_CONV_STACK at a time. Results keep plan order.
+        # them meanwhile. Results keep plan order.
         outcomes: dict[int, Future | TensorCheck | LayerCheck] = {}
-        stacks: defaultdict[tuple, list[tuple[int, Step]]] = defaultdict(list)
         with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="convmigrate-verify") as pool:
             for index, step in enumerate(self.plan.written):
-                key = self.stack_key(step)
                 if str(step.target) not in self.by_converted:
                     outcomes[index] = _missing(step)
-                elif key is not None:
-                    stacks[key].append((index, step))
-                    if len(stacks[key]) == SMALL_CONV_STACK:
-                        outcomes.update(self.small_convs(stacks.pop(key)))
                 elif self.source_bytes(step) >= THREAD_MIN_BYTES:
                     outcomes[index] = pool.submit(self.check, index, step)
                 else:
                     outcomes[index] = self.check(index, step)
-            for stack in stacks.values():
-                outcomes.update(self.small_convs(stack))
         result = Verification(seed=self.seed)
         for index in sorted(outcomes):
             outcome = outcomes[index]
@@ -244,6 +270,11 @@ class _Verifier:
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
             return pair
+        if all(w.moved for w in pair.weights) and pair.same_bytes():
+            (original, converted), biases = pair.weights, pair.biases
+            return pair.proven_by(self.proof(self.configuration(pair.setup, original.shape, converted.shape,
+                                                                _shape_of(biases[0]), _shape_of(biases[1]))))
+        # A computed weight, or bytes that differ: its own numerics (they say how far off it is).
         with_bias, prepared = self.prepared.get(index, (False, None))
         if with_bias != (pair.biases[0] is not None):
             prepared = None  # prepared with a bias the converted file lacks (or without one it has): redo
@@ -291,56 +322,32 @@ class _Verifier:
         check.kind = setup.kind
         return _ConvPair(check, setup, (original_weight, EntryWeight(got)), biases, self.dtype_tolerance(got.dtype.name))
 
-    def stack_key(self, step: Step) -> tuple | None:
-        """Small plain float32 Conv1d layers with equal shapes share a key: they run stacked."""
-        if not _is_conv_weight(step) or step.op is Op.FOLD_WEIGHT_NORM:
-            return None
-        layer = _layer_of(step)
-        source = self.by_original.get(step.sources[0])
-        got = self.by_converted.get(str(step.target))
-        if layer in self.layers or not isinstance(source, TensorEntry) or not isinstance(got, TensorEntry):
-            return None
-        if source.nbytes >= THREAD_MIN_BYTES or source.dtype.name != "float32" or got.dtype.name != "float32":
-            return None
-        if got.numel == 0 or list(got.shape) != list(step.target_shape or ()):
-            return None  # checked alone: without numerics, or failed before them
-        if len(source.shape) < 3 or source.shape[1] == 1:
-            # One input channel each: stacked, they would make a depthwise conv with a channel
-            # multiplier of C_out, whose banded kernel costs far more than the layers one by one.
-            return None
-        bias_step = self.bias_step(step)
-        bias_shapes = None
-        if bias_step is not None:
-            bias_shapes = tuple(getattr(self.by_original[n], "shape", None) for n in bias_step.sources)
-            bias_shapes += (getattr(self.by_converted[str(bias_step.target)], "shape", None),)
-            if plain_setup(source.shape, bias_shapes[0]) is not PLAIN:
-                return None
-        return source.shape, got.shape, bias_shapes
+    def configuration(self, setup: ConvSetup, original: tuple[int, ...], converted: tuple[int, ...],
+                      original_bias: tuple[int, ...] | None, converted_bias: tuple[int, ...] | None) -> Configuration:
+        with self.proof_lock:
+            self.setups[repr(setup)] = setup
+        return (repr(setup), tuple(original), tuple(converted), original_bias, converted_bias)
 
-    def small_convs(self, stack: list[tuple[int, Step]]) -> dict[int, LayerCheck | TensorCheck]:
-        """Layers of one stack_key checked as one grouped conv: their weights stacked along the
-        output channels and run with groups=len(stack), each layer judged on its own outputs.
-        The same arithmetic, once instead of per layer (5 000 3-tap convs: ~0.1 ms each)."""
-        pairs = [self.conv_pair(step) for _, step in stack]
-        if len(stack) == 1 or not all(isinstance(p, _ConvPair) for p in pairs):
-            return {index: self.check(index, step) for index, step in stack}
-        count = len(pairs)
-        setup = ConvSetup(torch={"groups": count}, mindspore={"pad_mode": "valid", "group": count})
-        weights = [ArrayWeight(np.concatenate([_whole(p.weights[side]) for p in pairs])) for side in (0, 1)]  # type: ignore[union-attr]
-        biases = [
-            np.concatenate([p.biases[side] for p in pairs]) if pairs[0].biases[side] is not None else None  # type: ignore[union-attr,misc]
-            for side in (0, 1)
-        ]
-        tolerance = pairs[0].tolerance  # type: ignore[union-attr]
-        outcomes = check_conv(setup, self.source_framework, *weights, *biases, tolerance,
-                              self.rng(stack[0][0]), blocks=count).outcomes
-        if not all(outcome.passed for outcome in outcomes):
-            # A failure is reported exactly as a lone check of that layer would report it.
-            return {index: self.check(index, step) for index, step in stack}
-        checks: dict[int, LayerCheck | TensorCheck] = {}
-        for (index, step), pair, outcome in zip(stack, pairs, outcomes):
-            checks[index] = pair.judge(outcome, None)  # type: ignore[union-attr]
-        return checks
+    def proof(self, configuration: Configuration) -> Outcome:
+        """The configuration's numerics on random weights and inputs, run once per verification
+        (prepare() runs them while the output is written; a thread that needs one waits)."""
+        with self.proof_lock:
+            if configuration not in self.proofs:
+                self.proofs[configuration] = self._prove(configuration)
+            return self.proofs[configuration]
+
+    def _prove(self, configuration: Configuration) -> Outcome:
+        setup_text, original_shape, converted_shape, original_bias, converted_bias = configuration
+        setup = self.setups[setup_text]
+        # Seeded by the configuration itself: the same proof whatever the plan's order.
+        seed = (self.seed, zlib.crc32(repr(configuration).encode()))
+        weights = (RandomWeight(original_shape, seed), RandomWeight(converted_shape, seed))
+        values = RandomWeight((max(math.prod(original_bias or ()), math.prod(converted_bias or ())),), (*seed, 1))
+        biases = tuple(None if shape is None else values.flat(0, math.prod(shape)).reshape(shape)
+                       for shape in (original_bias, converted_bias))
+        result = check_conv(setup, self.source_framework, *weights, *biases, self.dtype_tolerance("float32"),
+                            np.random.default_rng(seed))
+        return result.outcomes[0]
 
 
 def _missing(step: Step) -> TensorCheck:
@@ -384,9 +391,9 @@ def _renamed(checks: list[TensorCheck], original: Mapping[str, Entry], converted
     return [replaced.get(id(c), c) for c in checks if id(c) not in dropped]
 
 
-def _whole(weight: Weight) -> np.ndarray:
-    """A small weight's float32 values in one piece (stacked small convs)."""
-    return weight.values(Block(0, weight.shape[0]))
+def _shape_of(array: np.ndarray | None) -> tuple[int, ...] | None:
+    return None if array is None else tuple(array.shape)
+
 
 
 def _layer_of(step: Step) -> str:
