@@ -84,6 +84,13 @@ class Tool:
     def median(self) -> tuple[float, float]:
         return statistics.median(self.walls), statistics.median(self.peaks)
 
+    def best(self) -> tuple[float, float]:
+        """The fastest round (wall) and the peak of that round: on a virtual machine whose memory
+        and disk come and go in modes (the same copy takes 0.7 s or 3 s, run after run), the
+        fastest round is what the code costs when nothing else is in the way."""
+        index = min(range(len(self.walls)), key=self.walls.__getitem__)
+        return self.walls[index], self.peaks[index]
+
 
 def measure(command: list[str]) -> tuple[float, float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one child process.
@@ -234,9 +241,11 @@ def run_sharded(label: str, gib: float, shards: int, work: Path, rounds: int, ba
     return size, tools
 
 
-def _wall(tools: list[Tool], name: str) -> float:
+def _wall(tools: list[Tool], name: str, best: bool = False) -> float:
     tool = next((t for t in tools if t.name == name), None)
-    return tool.median()[0] if tool is not None and tool.walls else float("nan")
+    if tool is None or not tool.walls:
+        return float("nan")
+    return tool.best()[0] if best else tool.median()[0]
 
 
 def table(label: str, size: int, tools: list[Tool]) -> list[str]:
@@ -245,27 +254,41 @@ def table(label: str, size: int, tools: list[Tool]) -> list[str]:
     lines = [
         f"**{label}** ({size / 2**20:,.0f} MiB)",
         "",
-        "| tool | wall s | CPU s | peak RSS MiB | " + " | ".join(f"x ({b})" for b in bases) + " |",
-        "|---|---|---|---|" + "---|" * len(bases),
+        "| tool | wall s | best wall s | CPU s | peak RSS MiB | " + " | ".join(f"x ({b})" for b in bases)
+        + " | " + " | ".join(f"best x ({b})" for b in bases) + " |",
+        "|---|---|---|---|---|" + "---|" * 2 * len(bases),
     ]
     for tool in tools:
         if not tool.walls:
-            lines.append(f"| {tool.name} | - | - | - | " + " | ".join(["-"] * (len(bases) - 1) + [tool.failure]) + " |")
+            lines.append(f"| {tool.name} | - | - | - | - | " + " | ".join(["-"] * (2 * len(bases) - 1) + [tool.failure])
+                         + " |")
             continue
         wall, peak = tool.median()
+        best = tool.best()[0]
         cpu = statistics.median(tool.cpus)
         ratios = " | ".join(f"{wall / _wall(tools, b):.2f}" for b in bases)
-        lines.append(f"| {tool.name} | {wall:.2f} | {cpu:.2f} | {peak:.0f} | {ratios} |")
+        best_ratios = " | ".join(f"{best / _wall(tools, b, best=True):.2f}" for b in bases)
+        lines.append(f"| {tool.name} | {wall:.2f} | {best:.2f} | {cpu:.2f} | {peak:.0f} | {ratios} | {best_ratios} |")
     return lines + [""]
 
 
 def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
     """Issue 16's goals, each as measured in this run (ratios of medians of the same rounds)."""
-    def med(label: str, name: str) -> tuple[float, float] | None:
+    def med(label: str, name: str, best: bool = False) -> tuple[float, float] | None:
         if label not in results:
             return None
         tool = {t.name: t for t in results[label][1]}.get(name)
-        return tool.median() if tool is not None and tool.walls else None
+        if tool is None or not tool.walls:
+            return None
+        return tool.best() if best else tool.median()
+
+    def ratio(label: str, name: str, base: str) -> str:
+        """Median / median of the same rounds, and fastest round / fastest round."""
+        ours, theirs = med(label, name), med(label, base)
+        ours_best, theirs_best = med(label, name, True), med(label, base, True)
+        if not (ours and theirs and ours_best and theirs_best):
+            return "n/a"
+        return f"{ours[0] / theirs[0]:.2f}x ({base}) (best rounds {ours_best[0] / theirs_best[0]:.2f}x)"
 
     lines = []
     sizes = [label for label in results if label.endswith("GiB")]
@@ -273,21 +296,22 @@ def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
     if big:
         cp, cps, startup = med(big, "cp"), med(big, "cp + fsync"), med(big, "start-up")
         for name in ("torch2ms", "ms2torch"):
-            ours = med(big, name)
-            if ours and cps:
-                lines.append(f"- {big}: {name} (durable, verified) = {ours[0] / cps[0]:.2f}x (cp + sync FILE) "
-                             f"(goal <= 1.3; {ours[0] / cp[0] if cp else float('nan'):.2f}x cp)")
+            if med(big, name) and cps:
+                lines.append(f"- {big}: {name} (durable, verified) = {ratio(big, name, 'cp + fsync')} (goal <= 1.3)")
         for name in ("torch2ms --no-fsync --no-verify", "ms2torch --no-fsync --no-verify"):
-            ours = med(big, name)
-            if ours and cp and startup:
+            ours, ours_best = med(big, name), med(big, name, True)
+            cp_best, startup_best = med(big, "cp", True), med(big, "start-up", True)
+            if ours and ours_best and cp and cp_best and startup and startup_best:
                 lines.append(f"- {big}: {name}: (wall - start-up) = ({ours[0]:.2f} - {startup[0]:.2f}) s = "
-                             f"{(ours[0] - startup[0]) / cp[0]:.2f}x cp (goal <= 1.3)")
+                             f"{(ours[0] - startup[0]) / cp[0]:.2f}x cp (best rounds "
+                             f"{(ours_best[0] - startup_best[0]) / cp_best[0]:.2f}x) (goal <= 1.3)")
     for label in sizes:
         for verified, bare in (("torch2ms", "torch2ms --no-verify"), ("ms2torch", "ms2torch --no-verify")):
             ours, without = med(label, verified), med(label, bare)
-            if ours and without:
+            ours_best, without_best = med(label, verified, True), med(label, bare, True)
+            if ours and without and ours_best and without_best:
                 lines.append(f"- {label}: verification adds {100 * (ours[0] / without[0] - 1):.0f}% to the durable "
-                             f"{verified} (goal <= 25%)")
+                             f"{verified} (best rounds {100 * (ours_best[0] / without_best[0] - 1):.0f}%) (goal <= 25%)")
     for label in results:
         verified, bare = med(label, "torch2ms"), med(label, "torch2ms --no-verify")
         if "largest Conv1d" in label and verified and bare:
@@ -302,11 +326,10 @@ def goals(results: dict[str, tuple[int, list[Tool]]]) -> list[str]:
         if ours and users:
             lines.append(f"- {label}: users' way / torch2ms = {users[0] / ours[0]:.1f}x time, {users[1] / ours[1]:.1f}x memory")
     for label in results:
-        base = med(label, SHARDED_BASE)
         for name in ("torch2ms --jobs 2", "torch2ms --jobs 1"):
             ours = med(label, name)
-            if base and ours:
-                lines.append(f"- {label}: {name} (durable, verified) = {ours[0] / base[0]:.2f}x ({SHARDED_BASE}) "
+            if med(label, SHARDED_BASE) and ours:
+                lines.append(f"- {label}: {name} (durable, verified) = {ratio(label, name, SHARDED_BASE)} "
                              f"(goal for --jobs 2 <= 1.3), peak RSS {ours[1]:.0f} MiB")
     return lines
 
