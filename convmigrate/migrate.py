@@ -20,6 +20,7 @@ from convmigrate.entries import Checkpoint, Entry, TensorEntry, ValueEntry
 from convmigrate.errors import CheckFailedError, UsageError
 from convmigrate.formats import default_output, format_for_output, open_checkpoint, write_checkpoint
 from convmigrate.formats.atomic import check_output_path, check_side_outputs
+from convmigrate.formats.bytecopy import observed_copies
 from convmigrate.formats.shards import INDEX_SUFFIX, is_sharded, sharded_output
 from convmigrate.plan import Direction, Op, Plan, PlanOptions, Step, build_plan, source_infos
 from convmigrate.rules.user import load_rules
@@ -327,7 +328,8 @@ def _write_one(request: MigrationRequest, result: MigrationResult, checkpoint: C
     try:
         if verification is not None:
             verification.start()
-        with progress(result.tensor_bytes) as on_bytes:
+        observing = observed_copies(verification.observe) if verification is not None else contextlib.nullcontext()
+        with progress(result.tensor_bytes) as on_bytes, observing:
             write_checkpoint(output, entries, result.output_format, metadata=metadata, crc=request.crc, on_bytes=on_bytes,
                              check=verified if verification is not None else None, durable=request.fsync)
     finally:

@@ -21,6 +21,7 @@ in each worker, and 2.6 s for `forkserver`), `spawn` elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -34,6 +35,7 @@ from convmigrate.entries import Checkpoint, Entry, Extent, TensorEntry
 from convmigrate.errors import ConvmigrateError, UnreadableCheckpointError, UsageError, WriteError
 from convmigrate.formats import checkpoint_writer, open_checkpoint
 from convmigrate.formats.atomic import check_output_path, commit_staged, stage_file, staged_output, staging_name
+from convmigrate.formats.bytecopy import observed_copies
 from convmigrate.formats.shards import index_text, parse_size, shard_paths, split_by_size
 from convmigrate.migrate import ProgressFactory, target_entries
 from convmigrate.plan import Op, Plan, Step
@@ -261,7 +263,8 @@ def write_shard(settings: JobSettings, job: ShardJob, on_bytes: Callable[[int], 
             try:
                 if verification is not None:
                     verification.start()
-                with staged_output(job.temp, checked, settings.durable) as stream:
+                observing = observed_copies(verification.observe) if verification is not None else contextlib.nullcontext()
+                with observing, staged_output(job.temp, checked, settings.durable) as stream:
                     write(stream, writing.wrap(entries))
             finally:
                 if verification is not None:

@@ -7,7 +7,10 @@ madvise: every new buffer is pages the kernel must fault in and zero again, abou
 faults per 4 MiB. Measured on a 1 GiB `convmigrate verify` (both files read once, 2 GiB):
 228 000 minor faults and 0.92 s of system time; with the thresholds below, 14 000 and 0.42 s,
 and the same peak RSS (86 MiB): what is kept is what the next piece reuses. torch2ms and
-ms2torch at 1 GiB: 300 000 faults -> 18 000, 0.5-1.4 s less CPU.
+ms2torch at 1 GiB: 300 000 faults -> 18 000, 0.5-1.4 s less CPU. (Those were measured when
+verification ran every layer's numerics; moved weights are now compared in same-size pieces,
+which glibc's own dynamic threshold reuses: where this still counts is computed weights, e.g.
+folding weight norms: 95 000 faults -> 15 800, tests/test_malloc.py.)
 
 The CLI sets this for its own process (and the shard jobs it forks); the library leaves the
 allocator of a program that imports it alone.

@@ -191,7 +191,9 @@ def staged_output(temp: Path, check: Callable[[Path], object] | None = None, dur
     keeps its temporary name: `commit_staged` renames it, the caller deletes it on failure.
     OSErrors are raised as they come (the caller names the output in its WriteError).
     """
-    fd = os.open(temp, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    # Open for reading too: a migration's verification reads back what was copied while the
+    # rest is still being written (formats/bytecopy.observed_copies).
+    fd = os.open(temp, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     try:
         # Emptied only when it is not empty already: on ext4 a truncation (O_TRUNC included,
         # even of an empty file) makes the close start writing the whole file back and wait

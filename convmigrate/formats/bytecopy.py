@@ -24,13 +24,15 @@ during a copy is the reader's "changed while it was read" error, never a short o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
 import stat
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import BinaryIO
 
 from convmigrate.entries import Extent, TensorEntry
@@ -69,6 +71,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_crc_thread)
 
 
+# Told of every range of tensor bytes the kernel path put in the output, as
+# (entry, start, stop, fd, offset): bytes [start, stop) of `entry` now lie at `offset` of the
+# file open as `fd` (open for reading too: see formats/atomic.py). A migration's verification
+# compares them with the original while the rest is written (verify/written.py).
+CopyObserver = Callable[[TensorEntry, int, int, int, int], None]
+_copy_observer: ContextVar[CopyObserver | None] = ContextVar("convmigrate_copy_observer", default=None)
+
+
+@contextlib.contextmanager
+def observed_copies(observer: CopyObserver) -> Iterator[None]:
+    """Within the block, every TensorBytesWriter created in this context tells `observer` what
+    it copied where (see CopyObserver)."""
+    token = _copy_observer.set(observer)
+    try:
+        yield
+    finally:
+        _copy_observer.reset(token)
+
+
 def _regular_file_fd(stream: BinaryIO) -> int | None:
     """The stream's descriptor when it is a regular file the kernel can copy into."""
     if not hasattr(os, "copy_file_range"):
@@ -97,6 +118,7 @@ class TensorBytesWriter:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.fd = _regular_file_fd(stream)
+        self.observer = _copy_observer.get()
         # Two bounce buffers (allocated on first use) take turns: the CRC thread reads the one
         # just written while the next block is read into the other.
         self.bounces: list[memoryview] = []
@@ -134,7 +156,10 @@ class TensorBytesWriter:
         try:
             position = start
             for file, offset, length in extents:
+                fd = self.fd
                 copied = self._file_copy(entry, position, (file, offset, length), on_bytes, checksum)
+                if copied and self.observer is not None and fd is not None:
+                    self.observer(entry, position, position + copied, fd, os.lseek(fd, 0, os.SEEK_CUR) - copied)
                 if copied < length:  # the kernel refused: the rest by plain writes
                     for piece in entry.pieces(position + copied, stop):
                         self.stream.write(piece)

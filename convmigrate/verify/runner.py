@@ -36,7 +36,8 @@ from convmigrate.verify.conv import (
     plain_setup,
 )
 from convmigrate.verify.results import RANDOM_WEIGHTS, ROOT_LAYER, Dropped, LayerCheck, TensorCheck, Verification
-from convmigrate.verify.tensors import check_folded, check_tensor, same_array_bytes
+from convmigrate.verify.tensors import check_folded, check_tensor, same_array_bytes, same_bytes
+from convmigrate.verify.written import WrittenBytes
 from convmigrate.vocab import Format, Framework, LayerKind, ParamFamily, ProblemCode
 
 # Checks run on this many threads, results kept in plan order: NumPy's matmul and comparisons
@@ -75,8 +76,11 @@ class BackgroundVerification:
 
     `start` runs, on a thread while the output is written, what needs no output: every layer
     configuration's numerics (random weights, from the plan's shapes) and the original's side
-    of big computed weights (folded weight norms); `finish(converted)` checks the complete
-    output against those results and does everything else. The outcome is verify_migration's.
+    of big computed weights (folded weight norms); and on another, the comparison of each moved
+    tensor's bytes with the original's as soon as the writer has copied them (`observe`, given
+    to formats/bytecopy.observed_copies: verify/written.py). `finish(converted)` checks the
+    complete output against those results and does everything else. The outcome is
+    verify_migration's.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class BackgroundVerification:
         seed: int = 0,
     ) -> None:
         self.verifier = _Verifier(plan, original, layers or {}, tolerance, seed)
+        self.verifier.written = self.written = WrittenBytes(_moved_originals(plan, self.verifier.by_original))
+        self.observe = self.written.observe
         self.stopping = threading.Event()
         self.failure: BaseException | None = None  # raised by finish(), in the caller's thread
         self.thread = threading.Thread(target=self._prepare, name="convmigrate-verify-original", daemon=True)
@@ -101,18 +107,24 @@ class BackgroundVerification:
 
     def start(self) -> None:
         self.thread.start()
+        self.written.start()
 
     def stop(self) -> None:
         """Abandon the background half (after the layer under way): the write failed."""
         self.stopping.set()
         if self.thread.is_alive():
             self.thread.join()
+        try:
+            self.written.finish()
+        except BaseException:  # noqa: BLE001 - the write's own error is the one to report
+            pass
 
     def finish(self, converted: Checkpoint) -> Verification:
         if self.thread.is_alive():
             self.thread.join()  # the same work run() would otherwise do, already under way
         if self.failure is not None:
             raise self.failure  # e.g. the original changed while its weights were read
+        self.written.finish()  # the last ranges copied, compared
         return self.verifier.run(converted)
 
 
@@ -174,6 +186,7 @@ class _Verifier:
         self.proofs: dict[Configuration, Outcome] = {}  # each configuration's numerics, run once
         self.proof_lock = threading.Lock()
         self.setups: dict[str, ConvSetup] = {}  # a Configuration's setup, by its repr
+        self.written: WrittenBytes | None = None  # bytes compared while a migration wrote them
 
     def prepare(self, stopping: threading.Event) -> None:
         """In plan order until `stopping` is set: the numerics of every configuration the plan
@@ -266,11 +279,13 @@ class _Verifier:
                 v = self.by_original[step.sources[-1]]
                 return check_folded(step, self.by_original, self.by_converted,
                                     self.dtype_tolerance(v.dtype.name if isinstance(v, TensorEntry) else "float32"))
-            return check_tensor(step, self.by_original, self.by_converted)
+            return check_tensor(step, self.by_original, self.by_converted,
+                                lambda source, got: self.same_as_original(str(step.target), source, got))
         pair = self.conv_pair(step)
         if isinstance(pair, LayerCheck):
             return pair
-        if all(w.moved for w in pair.weights) and pair.same_bytes():
+        if all(w.moved for w in pair.weights) and self.same_as_original(
+                str(step.target), pair.weights[0].entry, pair.weights[1].entry):  # type: ignore[attr-defined]
             (original, converted), biases = pair.weights, pair.biases
             return pair.proven_by(self.proof(self.configuration(pair.setup, original.shape, converted.shape,
                                                                 _shape_of(biases[0]), _shape_of(biases[1]))))
@@ -281,6 +296,12 @@ class _Verifier:
         result = check_conv(pair.setup, self.source_framework, *pair.weights, *pair.biases,
                             pair.tolerance, self.rng(index), prepared=prepared)
         return pair.judge(result.outcomes[0], result.bit_exact)
+
+    def same_as_original(self, name: str, source: TensorEntry, got: TensorEntry) -> bool:
+        """The converted tensor `name` holds `source`'s bytes: from the comparison made while it
+        was written when that covers every byte the reader serves for it, else compared now."""
+        known = self.written.proven(name, got) if self.written is not None else None
+        return known if known is not None else same_bytes(source, got)
 
     def bias_step(self, step: Step) -> Step | None:
         bias = self.targets.get(_bias_name(step))
@@ -389,6 +410,16 @@ def _renamed(checks: list[TensorCheck], original: Mapping[str, Entry], converted
             layer=check.layer, kind=check.kind, code=ProblemCode.RENAMED)
         dropped.add(id(found))
     return [replaced.get(id(c), c) for c in checks if id(c) not in dropped]
+
+
+def _moved_originals(plan: Plan, by_original: Mapping[str, Entry]) -> dict[str, TensorEntry]:
+    """The output's tensors whose bytes are an original tensor's, unchanged: name -> that tensor."""
+    moved = {}
+    for step in plan.written:
+        source = by_original.get(step.sources[0]) if len(step.sources) == 1 else None
+        if step.op in (Op.COPY, Op.RENAME, Op.RESHAPE) and isinstance(source, TensorEntry):
+            moved[str(step.target)] = source
+    return moved
 
 
 def _shape_of(array: np.ndarray | None) -> tuple[int, ...] | None:

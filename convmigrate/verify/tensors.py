@@ -3,7 +3,7 @@ computed one (a folded weight norm) equal to the original's g * v / ||v|| within
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -67,8 +67,10 @@ def _shape_problem(got: TensorEntry, step: Step, source: TensorEntry | None) -> 
     return "" if got.shape == planned else f"shape {got.shape}, the conversion gives {planned}"
 
 
-def check_tensor(step: Step, original: Mapping[str, Entry], converted: Mapping[str, Entry]) -> TensorCheck:
-    """A copied, renamed or reshaped tensor (or a created one) against the original."""
+def check_tensor(step: Step, original: Mapping[str, Entry], converted: Mapping[str, Entry],
+                 same: Callable[[TensorEntry, TensorEntry], bool] = same_bytes) -> TensorCheck:
+    """A copied, renamed or reshaped tensor (or a created one) against the original; `same`
+    compares their bytes (verify.runner: or knows it from the comparison made while writing)."""
     target = str(step.target)
     sources = ", ".join(step.sources)
     got = converted.get(target)
@@ -89,7 +91,7 @@ def check_tensor(step: Step, original: Mapping[str, Entry], converted: Mapping[s
         return _check(step, source.name, target, ProblemCode.DTYPE, f"{got.dtype.name}, the original is {source.dtype.name}")
     if problem := _shape_problem(got, step, source):
         return _check(step, source.name, target, ProblemCode.SHAPE, problem)
-    ok = same_bytes(source, got)
+    ok = same(source, got)
     return _check(step, source.name, target, None if ok else ProblemCode.BYTES, "" if ok else "bytes differ from the original's")
 
 
