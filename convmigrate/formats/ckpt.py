@@ -180,13 +180,17 @@ class _Walker:
         raise UnreadableCheckpointError(self.path, f"{problem} (at byte {at}){verdict}")
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
-        """The varint at `pos` and the position after it."""
-        result = 0
-        for index in range(pos, min(end, pos + MAX_VARINT_BYTES)):
-            byte = self.data[index]
-            result |= (byte & 0x7F) << (7 * (index - pos))
+        """The varint at `pos` and the position after it (decoded from the cached block: a
+        call per byte cost ~45% of opening a checkpoint of 4 000 tensors)."""
+        data, limit = self.data, min(end, pos + MAX_VARINT_BYTES)
+        if not data.start <= pos or limit > data.start + len(data.block):
+            data[pos]  # noqa: B018 - loads the block that starts at pos
+        block, base, result = data.block, data.start, 0
+        for index in range(pos - base, min(limit - base, len(block))):
+            byte = block[index]
+            result |= (byte & 0x7F) << (7 * (index + base - pos))
             if not byte & 0x80:
-                return result & (1 << 64) - 1, index + 1
+                return result & (1 << 64) - 1, index + base + 1
         if end - pos < MAX_VARINT_BYTES:
             self.fail(pos, "truncated: a number runs past the end of its message")
         self.fail(pos, f"bad varint: longer than {MAX_VARINT_BYTES} bytes")
