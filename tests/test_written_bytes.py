@@ -89,3 +89,28 @@ def test_an_undamaged_migration_is_proven_by_the_comparison_made_while_writing(c
     result = cli("torch2ms", big_model_file(tmp_path), "-o", tmp_path / "model.ckpt")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert ("enc.conv.weight", True) in answers and ("enc.proj.weight", True) in answers
+    assert ("enc.conv.bias", True) in answers  # small: compared once flushed, before the next big copy
+
+
+def test_a_small_tensor_damaged_in_the_stream_is_named_from_the_comparison_made_while_writing(cli, tmp_path,
+                                                                                           monkeypatch):
+    """Small tensors go through the buffered stream and are compared once a flush put them in the
+    file (before the next big copy): a byte of enc.conv.bias changed there is named."""
+    copy = bytecopy.TensorBytesWriter._file_copy
+
+    def damaging(self, entry, position, extent, on_bytes, checksum):
+        names = [written[0].name for written in self.unflushed]
+        if "enc.conv.bias" in names:
+            self.stream.flush()
+            os.pwrite(self.fd, b"\x7f", self.unflushed[names.index("enc.conv.bias")][3] + 5)
+        return copy(self, entry, position, extent, on_bytes, checksum)
+
+    monkeypatch.setattr(bytecopy.TensorBytesWriter, "_file_copy", damaging)
+    answers = []
+    proven = written.WrittenBytes.proven
+    monkeypatch.setattr(written.WrittenBytes, "proven",
+                        lambda self, n, entry: answers.append((n, proven(self, n, entry))) or answers[-1][1])
+    result = cli("torch2ms", big_model_file(tmp_path), "-o", tmp_path / "model.ckpt")
+    assert result.exit_code == 1
+    assert "verification failed for enc.conv.bias (layer enc.conv)" in result.stderr
+    assert ("enc.conv.bias", False) in answers and ("enc.conv.weight", True) in answers

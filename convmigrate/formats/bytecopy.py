@@ -119,6 +119,9 @@ class TensorBytesWriter:
         self.stream = stream
         self.fd = _regular_file_fd(stream)
         self.observer = _copy_observer.get()
+        # Small tensors go through the buffered stream: (entry, start, stop, offset) of each,
+        # told to the observer once a flush has put them in the file.
+        self.unflushed: list[tuple[TensorEntry, int, int, int]] = []
         # Two bounce buffers (allocated on first use) take turns: the CRC thread reads the one
         # just written while the next block is read into the other.
         self.bounces: list[memoryview] = []
@@ -145,12 +148,15 @@ class TensorBytesWriter:
                                         or (stop == entry.nbytes and entry.extents(stop, stop + 1))):
                 extents = None
         if not extents:
+            offset = self.stream.tell() if self.observer is not None and self.fd is not None else None
             for piece in entry.pieces(start, stop):
                 self.stream.write(piece)
                 if crc is not None:
                     crc = zlib.crc32(piece, crc)
                 if on_bytes is not None:
                     on_bytes(len(piece))
+            if offset is not None and stop > start:
+                self.unflushed.append((entry, start, stop, offset))
             return crc
         checksum = _RunningCrc(crc) if crc is not None else None
         try:
@@ -183,6 +189,10 @@ class TensorBytesWriter:
         assert self.fd is not None
         source, offset, length = extent
         self.stream.flush()
+        if self.unflushed:  # in the file now
+            for written in self.unflushed:
+                self.observer(*written[:3], self.fd, written[3])  # type: ignore[misc]
+            self.unflushed.clear()
         copied = 0
         try:
             bounce = bool((os.lseek(self.fd, 0, os.SEEK_CUR) - offset) % PAGE)

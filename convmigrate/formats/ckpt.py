@@ -184,7 +184,7 @@ class _Walker:
         call per byte cost ~45% of opening a checkpoint of 4 000 tensors)."""
         data, limit = self.data, min(end, pos + MAX_VARINT_BYTES)
         if not data.start <= pos or limit > data.start + len(data.block):
-            data[pos]  # noqa: B018 - loads the block that starts at pos
+            data[pos]  # loads the block that starts at pos
         block, base, result = data.block, data.start, 0
         for index in range(pos - base, min(limit - base, len(block))):
             byte = block[index]

@@ -1,7 +1,8 @@
 """Moved tensor bytes compared with the original's while the output is still being written.
 
 A migration's writer copies most tensor bytes file to file and reports each range it copied
-and where it put it (formats/bytecopy.observed_copies). A thread here reads that range back
+and where it put it (formats/bytecopy.observed_copies; a small tensor, written through the
+buffered stream, once a flush has put it in the file). A thread here reads that range back
 from the output file (the writer's own descriptor, from the page cache) and the same range of
 the original through the original checkpoint's entry, and compares them while the writer goes
 on with the next tensor: on two cores the comparison no longer waits for the write to end.
