@@ -24,7 +24,7 @@ import numpy as np
 from convmigrate.entries import Checkpoint, Entry, TensorEntry
 from convmigrate.plan import Direction, Op, Plan, Step
 from convmigrate.rules.names import split_name
-from convmigrate.verify.blocks import EntryWeight, FoldedWeight, RandomWeight, scan
+from convmigrate.verify.blocks import EntryWeight, FoldedWeight, RandomValues, RandomWeight, scan
 from convmigrate.verify.conv import (
     DEFAULT_TOLERANCE,
     ConvSetup,
@@ -362,9 +362,10 @@ class _Verifier:
         setup = self.setups[setup_text]
         # Seeded by the configuration itself: the same proof whatever the plan's order.
         seed = (self.seed, zlib.crc32(repr(configuration).encode()))
-        weights = (RandomWeight(original_shape, seed), RandomWeight(converted_shape, seed))
-        values = RandomWeight((max(math.prod(original_bias or ()), math.prod(converted_bias or ())),), (*seed, 1))
-        biases = tuple(None if shape is None else values.flat(0, math.prod(shape)).reshape(shape)
+        shared = RandomValues(seed)  # one sequence, read in each weight's shape
+        weights = (RandomWeight(original_shape, shared), RandomWeight(converted_shape, shared))
+        bias_values = RandomValues((*seed, 1))
+        biases = tuple(None if shape is None else bias_values.flat(0, math.prod(shape)).copy().reshape(shape)
                        for shape in (original_bias, converted_bias))
         result = check_conv(setup, self.source_framework, *weights, *biases, self.dtype_tolerance("float32"),
                             np.random.default_rng(seed))
