@@ -71,10 +71,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_crc_thread)
 
 
-# Told of every range of tensor bytes the kernel path put in the output, as
-# (entry, start, stop, fd, offset): bytes [start, stop) of `entry` now lie at `offset` of the
-# file open as `fd` (open for reading too: see formats/atomic.py). A migration's verification
-# compares them with the original while the rest is written (verify/written.py).
+# Told of every range of tensor bytes put in a file output (copied file to file as soon as it
+# is copied; a small tensor written through the buffered stream once a flush has put it in the
+# file), as (entry, start, stop, fd, offset): bytes [start, stop) of `entry` now lie at
+# `offset` of the file open as `fd` (open for reading too: see formats/atomic.py). A
+# migration's verification compares them with the original while the rest is written
+# (verify/written.py).
 CopyObserver = Callable[[TensorEntry, int, int, int, int], None]
 _copy_observer: ContextVar[CopyObserver | None] = ContextVar("convmigrate_copy_observer", default=None)
 

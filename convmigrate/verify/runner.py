@@ -200,18 +200,18 @@ class _Verifier:
             if step.op is Op.FOLD_WEIGHT_NORM and self.source_bytes(step) < THREAD_MIN_BYTES:
                 continue  # small: its original side is cheaper computed with the rest
             bias_step = self.targets.get(_bias_name(step))
-            bias = None
-            if bias_step is not None and bias_step.sources:
-                bias = as_float32(self.by_original[bias_step.sources[0]])  # type: ignore[arg-type]
+            bias_entry = self.by_original[bias_step.sources[0]] if bias_step is not None and bias_step.sources else None
+            bias_shape = tuple(bias_entry.shape) if isinstance(bias_entry, TensorEntry) else None
             weight = _original_weight(step, self.by_original)
-            setup = self.layers.get(_layer_of(step)) or plain_setup(weight.shape, bias.shape if bias is not None else None)
-            if weight.moved:
-                planned_bias = _shape_of(bias)
-                if bias_step is not None and bias is not None and bias_step.target_shape is not None:
+            setup = self.layers.get(_layer_of(step)) or plain_setup(weight.shape, bias_shape)
+            if weight.moved:  # shapes alone: no byte of the original is read here
+                planned_bias = bias_shape
+                if bias_step is not None and bias_shape is not None and bias_step.target_shape is not None:
                     planned_bias = tuple(bias_step.target_shape)
-                self.proof(self.configuration(setup, weight.shape, tuple(step.target_shape or ()), _shape_of(bias),
+                self.proof(self.configuration(setup, weight.shape, tuple(step.target_shape or ()), bias_shape,
                                               planned_bias))
                 continue
+            bias = as_float32(bias_entry) if bias_entry is not None else None  # type: ignore[arg-type]
             try:
                 pairs = original_side(setup, self.source_framework, weight, bias, self.rng(index))
             except ValueError:

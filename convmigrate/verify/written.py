@@ -44,6 +44,7 @@ class WrittenBytes:
         self.pending: queue.SimpleQueue[tuple[str, int, int, int, int] | None] = queue.SimpleQueue()
         # name -> (start, stop, offset in the output, equal) for every range compared
         self.compared: defaultdict[str, list[tuple[int, int, int, bool]]] = defaultdict(list)
+        self.writer_fd: int | None = None  # the writer's descriptor of the output, as first reported
         self.fd: int | None = None  # our own descriptor of the output (a dup of the writer's)
         self.file: tuple[int, int] | None = None  # (device, inode) of the output written
         self.failure: BaseException | None = None
@@ -55,13 +56,15 @@ class WrittenBytes:
     def observe(self, entry: TensorEntry, start: int, stop: int, fd: int, offset: int) -> None:
         """formats/bytecopy's CopyObserver: queued, compared on the thread. The first report's
         file is the output: its descriptor is duplicated (ours to close, never another file's
-        once the writer closes its own); a report about any other file is left to the reader."""
+        once the writer closes its own); a report through any other descriptor is left to the
+        reader (the writer's stays open, so the same number is the same file, without an fstat
+        per tensor on the writer's thread)."""
         if entry.name not in self.originals or self.failure is not None or self.fd == -1:
             return
-        status = os.fstat(fd)
-        if self.fd is None:
-            self.fd, self.file = os.dup(fd), (status.st_dev, status.st_ino)
-        elif (status.st_dev, status.st_ino) != self.file:
+        if self.writer_fd is None:
+            status = os.fstat(fd)
+            self.writer_fd, self.fd, self.file = fd, os.dup(fd), (status.st_dev, status.st_ino)
+        elif fd != self.writer_fd:
             return
         self.pending.put((entry.name, start, stop, self.fd, offset))
 
